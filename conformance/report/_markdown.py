@@ -1,0 +1,84 @@
+"""``summary.md``: a few lines for a CI job page (GitHub's ``$GITHUB_STEP_SUMMARY``, say).
+
+The verdict, the counts, one line per requirement that failed or errored, and where the full
+report is. Text that came from the target is escaped, since CI pages render Markdown and HTML.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from conformance.results import LevelSummary, Outcome, RunRecord
+
+_MAX_LISTED = 50
+_MAX_MESSAGE = 200
+# What can start markup in the middle of a line (lines never start with target text).
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]<>|~&])")
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def _escape(text: str, limit: int = _MAX_MESSAGE) -> str:
+    text = _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", " ".join(text.split()))
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", text)
+
+
+def _percent(level: LevelSummary) -> str:
+    return "n/a" if level.percent is None else f"{level.percent:.1f} %"
+
+
+def render_markdown(record: RunRecord, *, html_path: str | Path | None = None) -> str:
+    """Return the Markdown summary of ``record``; ``html_path`` is shown as the full report."""
+    verdict = record.verdict()
+    summary = record.summary()
+    mark = "✅" if verdict.conformant else "❌"
+    lines = [
+        f"## {mark} Mimic conformance: {verdict.headline}",
+        "",
+        _escape(verdict.reason, limit=1000),
+        "",
+        f"Target {_escape(record.target)} · spec {_escape(record.spec_version)} "
+        f"({record.spec_sha256[:12]}) · kit {_escape(record.kit_version)} · "
+        f"seed {record.seed if record.seed is not None else 'none'}",
+        "",
+        "| Level | Pass | Fail | Error | Skip | Conformance |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for level in (summary.must, summary.should):
+        lines.append(
+            f"| {level.level} | {level.passed} | {level.failed} | {level.errored} | "
+            f"{level.skipped} | {_percent(level)} |"
+        )
+    lines.append("")
+    bad = [
+        result
+        for result in record.requirement_results()
+        if result.outcome in (Outcome.FAIL, Outcome.ERROR)
+    ]
+    if bad:
+        lines += ["### Requirements not met", ""]
+        for result in bad[:_MAX_LISTED]:
+            requirement = result.requirement
+            first = next(case for case in result.cases if case.outcome is result.outcome)
+            lines.append(
+                f"- **{requirement.id}** ({requirement.level}, {result.outcome}) "
+                f"{_escape(requirement.statement)} — {_escape(first.operation)}: "
+                f"{_escape(first.explanation)}"
+            )
+        if len(bad) > _MAX_LISTED:
+            lines.append(f"- … and {len(bad) - _MAX_LISTED} more")
+        lines.append("")
+    if html_path is not None:
+        lines += [f"Full report: `{Path(html_path).as_posix()}`", ""]
+    return "\n".join(lines)
+
+
+def write_markdown(record: RunRecord, path: Path, *, html_path: str | Path | None = None) -> Path:
+    """Write the Markdown summary of ``record`` to ``path``; return the path."""
+    path = Path(path)
+    path.write_text(render_markdown(record, html_path=html_path), encoding="utf-8")
+    return path
