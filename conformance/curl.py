@@ -129,7 +129,8 @@ def to_curl(
             options.append("-H 'Content-Type:'")  # else curl invents a form content type
         if len(body) > _EXPECT_THRESHOLD and request.header("expect") is None:
             options.append("-H 'Expect:'")
-        if _is_shell_text(body):
+        # curl reads a --data-binary value starting with '@' as a file name: pipe such bodies.
+        if _is_shell_text(body) and not body.startswith(b"@"):
             options.append(f"--data-binary {_shell_word(body.decode('utf-8'), names)}")
         else:
             prefix = f"printf {shlex.quote(_printf_format(body))} | "

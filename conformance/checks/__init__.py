@@ -1,0 +1,12 @@
+"""Pure functions that judge what a target answered; each returns :class:`Finding` objects.
+
+One module per family of requirements: :mod:`~conformance.checks.schema` (schemathesis's checks,
+mapped to requirement IDs), :mod:`~conformance.checks.streaming`, :mod:`~conformance.checks.errors`,
+:mod:`~conformance.checks.semantics` and :mod:`~conformance.checks.auth`. None of them sends a
+request: the suite's test modules send, these judge, so that each can be tested on synthetic
+data.
+"""
+
+from conformance.checks._finding import Finding, ResponseLike, Validator, schema_problems
+
+__all__ = ["Finding", "ResponseLike", "Validator", "schema_problems"]

@@ -1,0 +1,156 @@
+"""Error-code rules: which status a bad request gets, and the shape of the body it gets.
+
+The status rules (``expect_*``) judge only the status and what is specific to it (the ``loc`` of
+a 422, the ``Allow`` of a 405); :func:`check_error_body` judges the body's shape for every
+error response. A server whose error bodies are all malformed thus fails ERR-BODY-SHAPE, and
+not every other rule at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from conformance.checks._finding import Finding, ResponseLike, Validator, schema_problems
+
+__all__ = [
+    "check_error_body",
+    "expect_allow",
+    "expect_status",
+    "expect_validation_error",
+    "parse_allow",
+]
+
+_EXCERPT = 200
+
+
+def _excerpt(body: bytes) -> str:
+    text = body[:_EXCERPT].decode("utf-8", "replace")
+    return text + ("…" if len(body) > _EXCERPT else "")
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def expect_status(
+    requirement_id: str, response: ResponseLike, expected: int | Iterable[int], what: str
+) -> list[Finding]:
+    """The response's status is ``expected`` (one status or any of several).
+
+    ``what`` describes the request for the message (e.g. "a body that is not JSON").
+    """
+    allowed = {expected} if isinstance(expected, int) else set(expected)
+    if response.status in allowed:
+        return []
+    wanted = " or ".join(str(s) for s in sorted(allowed))
+    return [
+        Finding(
+            requirement_id,
+            f"{what} was answered {response.status}, not {wanted}; "
+            f"body: {_excerpt(response.body)!r}",
+        )
+    ]
+
+
+def expect_validation_error(
+    requirement_id: str, response: ResponseLike, loc_prefix: Sequence[str | int], what: str
+) -> list[Finding]:
+    """A 422 with a ``detail`` item whose ``loc`` starts with ``loc_prefix``.
+
+    A body without a ``detail`` list is left to :func:`check_error_body`: the status is what
+    this rule is about.
+    """
+    found = expect_status(requirement_id, response, 422, what)
+    if found:
+        return found
+    body = _json(response.body)
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if not isinstance(detail, list):
+        return []
+    locs = [item.get("loc") for item in detail if isinstance(item, dict)]
+    prefix = list(loc_prefix)
+    if any(isinstance(loc, list) and loc[: len(prefix)] == prefix for loc in locs):
+        return []
+    return [
+        Finding(
+            requirement_id,
+            f"{what} was answered 422, but no detail item's loc starts with {prefix!r} "
+            f"(locs: {locs[:5]!r}).",
+        )
+    ]
+
+
+def parse_allow(value: str | None) -> set[str]:
+    """The methods an ``Allow`` header lists, upper-cased (empty for a missing header)."""
+    if not value:
+        return set()
+    return {method.strip().upper() for method in value.split(",") if method.strip()}
+
+
+def expect_allow(
+    requirement_id: str, response: ResponseLike, documented: Iterable[str], what: str
+) -> list[Finding]:
+    """A 405 whose ``Allow`` lists exactly the ``documented`` methods."""
+    found = expect_status(requirement_id, response, 405, what)
+    if found:
+        return found
+    expected = {method.upper() for method in documented}
+    header = response.header("allow")
+    if header is None:
+        return [Finding(requirement_id, f"{what} was answered 405 without an Allow header.")]
+    listed = parse_allow(header)
+    if listed == expected:
+        return []
+    return [
+        Finding(
+            requirement_id,
+            f"{what} was answered 405 with 'Allow: {header}', but the path documents "
+            f"{', '.join(sorted(expected))}.",
+        )
+    ]
+
+
+def check_error_body(
+    response: ResponseLike, validator: Validator | None, what: str
+) -> list[Finding]:
+    """ERR-BODY-SHAPE: an error body is JSON valid for its status, with ``errorCode == status``.
+
+    ``validator`` is the schema documented for the response's status (``None``: the spec has
+    none for it, and only the JSON and ``errorCode`` rules apply).
+    """
+    status = response.status
+    if status is None or status < 400:
+        return []
+    body = _json(response.body)
+    if body is None:
+        return [
+            Finding(
+                "ERR-BODY-SHAPE",
+                f"the {status} answer to {what} has a body that is not JSON: "
+                f"{_excerpt(response.body)!r}.",
+            )
+        ]
+    problems = schema_problems(validator, body) if validator is not None else []
+    if problems:
+        return [
+            Finding(
+                "ERR-BODY-SHAPE",
+                f"the {status} answer to {what} does not match the schema documented for "
+                f"{status}: {problems[0]}.",
+                details={"problems": problems},
+            )
+        ]
+    if isinstance(body, dict) and "errorCode" in body and body["errorCode"] != status:
+        return [
+            Finding(
+                "ERR-BODY-SHAPE",
+                f"the {status} answer to {what} has errorCode {body['errorCode']!r}; it must "
+                f"equal the status.",
+            )
+        ]
+    return []

@@ -1,0 +1,231 @@
+"""Rules the schema cannot express: token counts, stop sequences, choices, models, repeatability.
+
+Every function takes parsed JSON (a completion response, a models list, or texts joined from a
+stream) and returns findings; none of them sends a request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from conformance.checks._finding import Finding
+
+__all__ = [
+    "check_completion_text",
+    "check_max_tokens",
+    "check_models_scoped",
+    "check_n_choices",
+    "check_path_model",
+    "check_seed_repeatable",
+    "check_stop_absent",
+    "check_stream_agrees",
+    "check_usage_sum",
+    "choice_texts",
+]
+
+
+def _choices(response: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    choices = response.get("choices")
+    return [c for c in choices if isinstance(c, Mapping)] if isinstance(choices, list) else []
+
+
+def _usage(response: Mapping[str, Any]) -> Mapping[str, Any]:
+    usage = response.get("usage")
+    return usage if isinstance(usage, Mapping) else {}
+
+
+def choice_texts(response: Mapping[str, Any]) -> dict[Any, str]:
+    """Each choice's text by index: ``message.content``, else ``text`` (empty if neither)."""
+    texts = {}
+    for choice in _choices(response):
+        message = choice.get("message")
+        content = message.get("content") if isinstance(message, Mapping) else None
+        if not isinstance(content, str):
+            content = choice.get("text")
+        texts[choice.get("index")] = content if isinstance(content, str) else ""
+    return texts
+
+
+def check_max_tokens(
+    response: Mapping[str, Any], max_tokens: int, *, may_stop_early: bool = False
+) -> list[Finding]:
+    """SEM-MAX-TOKENS for a one-choice response to a request with ``max_tokens``.
+
+    ``completion_tokens`` must not exceed the limit; when it equals the limit, the choice must
+    say ``length`` (unless ``may_stop_early``: a stop sequence may end it on the last token).
+    """
+    completion = _usage(response).get("completion_tokens")
+    if not isinstance(completion, int):
+        return []  # no usable usage: the schema checks report that
+    if completion > max_tokens:
+        return [
+            Finding(
+                "SEM-MAX-TOKENS",
+                f"max_tokens was {max_tokens}, but usage.completion_tokens is {completion}.",
+            )
+        ]
+    if completion == max_tokens and not may_stop_early:
+        reasons = [c.get("finish_reason") for c in _choices(response)]
+        if any(reason != "length" for reason in reasons):
+            return [
+                Finding(
+                    "SEM-MAX-TOKENS",
+                    f"generation used all {max_tokens} tokens of max_tokens, but finish_reason "
+                    f"is {reasons!r}, not 'length'.",
+                )
+            ]
+    return []
+
+
+def check_usage_sum(usage: Mapping[str, Any], where: str = "the response") -> list[Finding]:
+    """SEM-USAGE-SUM: ``total_tokens == prompt_tokens + completion_tokens``."""
+    prompt, completion, total = (
+        usage.get("prompt_tokens"),
+        usage.get("completion_tokens"),
+        usage.get("total_tokens"),
+    )
+    if not all(isinstance(value, int) for value in (prompt, completion, total)):
+        return []
+    assert isinstance(prompt, int) and isinstance(completion, int)
+    if total == prompt + completion:
+        return []
+    return [
+        Finding(
+            "SEM-USAGE-SUM",
+            f"in {where}, usage.total_tokens is {total}, but prompt_tokens + completion_tokens "
+            f"is {prompt} + {completion} = {prompt + completion}.",
+        )
+    ]
+
+
+def check_stop_absent(
+    texts: Mapping[Any, str], stops: Sequence[str], where: str = "the response"
+) -> list[Finding]:
+    """SEM-STOP-ABSENT: no choice's text contains any requested stop sequence."""
+    found = []
+    for index, text in texts.items():
+        for stop in stops:
+            if stop and stop in text:
+                found.append(
+                    Finding(
+                        "SEM-STOP-ABSENT",
+                        f"in {where}, choice {index}'s text contains the stop sequence "
+                        f"{stop!r}: {text[:200]!r}.",
+                    )
+                )
+                break
+    return found
+
+
+def check_n_choices(response: Mapping[str, Any], n: int) -> list[Finding]:
+    """SEM-N-CHOICES: exactly ``n`` choices, indexed 0 to n-1."""
+    indexes = [choice.get("index") for choice in _choices(response)]
+    if len(indexes) == n and sorted(i for i in indexes if isinstance(i, int)) == list(range(n)):
+        return []
+    return [
+        Finding(
+            "SEM-N-CHOICES",
+            f"n was {n}, but the response has {len(indexes)} choice(s) with indexes {indexes!r}.",
+        )
+    ]
+
+
+def check_path_model(
+    response: Mapping[str, Any], path_model: str, body_model: str | None
+) -> list[Finding]:
+    """SEM-PATH-MODEL: the response's ``model`` is the path's model."""
+    model = response.get("model")
+    if model == path_model:
+        return []
+    body = f" (the body said {body_model!r})" if body_model is not None else ""
+    return [
+        Finding(
+            "SEM-PATH-MODEL",
+            f"the path model is {path_model!r}{body}, but the response's model is {model!r}.",
+        )
+    ]
+
+
+def check_models_scoped(listing: Mapping[str, Any], path_model: str) -> list[Finding]:
+    """SEM-MODELS-SCOPED: a path-scoped list has one entry, the path model."""
+    data = listing.get("data")
+    ids = (
+        [entry.get("id") for entry in data if isinstance(entry, Mapping)]
+        if isinstance(data, list)
+        else []
+    )
+    if ids == [path_model]:
+        return []
+    return [
+        Finding(
+            "SEM-MODELS-SCOPED",
+            f"the models list for path model {path_model!r} holds {ids[:10]!r}"
+            f"{' …' if len(ids) > 10 else ''}, not just that model.",
+        )
+    ]
+
+
+def check_seed_repeatable(
+    first: Mapping[Any, str], second: Mapping[Any, str], setting: str
+) -> list[Finding]:
+    """SEM-SEED-REPEATABLE: two answers to the same seeded request have the same texts."""
+    if first == second:
+        return []
+    return [
+        Finding(
+            "SEM-SEED-REPEATABLE",
+            f"the same request with the same seed ({setting}) gave different texts: "
+            f"{_short(first)} then {_short(second)}.",
+        )
+    ]
+
+
+def check_stream_agrees(
+    plain: Mapping[str, Any],
+    streamed_texts: Mapping[Any, str],
+    streamed_usage: Mapping[str, Any] | None,
+) -> list[Finding]:
+    """SEM-STREAM-AGREES: a streamed answer has the same texts (and usage) as the plain one."""
+    problems = []
+    plain_texts = choice_texts(plain)
+    if plain_texts != dict(streamed_texts):
+        problems.append(
+            f"texts differ: {_short(plain_texts)} not streamed, {_short(streamed_texts)} streamed"
+        )
+    if streamed_usage is not None:
+        keys = ("prompt_tokens", "completion_tokens", "total_tokens")
+        plain_usage = {key: _usage(plain).get(key) for key in keys}
+        stream_usage = {key: streamed_usage.get(key) for key in keys}
+        if plain_usage != stream_usage:
+            problems.append(f"usage differs: {plain_usage} not streamed, {stream_usage} streamed")
+    if not problems:
+        return []
+    return [Finding("SEM-STREAM-AGREES", "; ".join(problems) + ".")]
+
+
+def check_completion_text(response: Mapping[str, Any]) -> list[Finding]:
+    """SEM-COMPLETION-TEXT: each completions choice's ``text`` equals its ``message.content``."""
+    found = []
+    for choice in _choices(response):
+        message = choice.get("message")
+        content = message.get("content") if isinstance(message, Mapping) else None
+        text = choice.get("text")
+        if text != content:
+            found.append(
+                Finding(
+                    "SEM-COMPLETION-TEXT",
+                    f"choice {choice.get('index')} has text {_clip(text)} but message.content "
+                    f"{_clip(content)}.",
+                )
+            )
+    return found
+
+
+def _clip(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 120 else text[:120] + "…"
+
+
+def _short(texts: Mapping[Any, str]) -> str:
+    return "{" + ", ".join(f"{index}: {_clip(text)}" for index, text in texts.items()) + "}"

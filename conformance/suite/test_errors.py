@@ -1,0 +1,195 @@
+"""ERR-*: the DESIGN.md §2 error table, request by request, status and body shape both.
+
+The bad requests of each operation are built from its spec example and request schema
+(:func:`conformance.suite._requests.bad_requests`), sent once per run, and shared: each ERR
+rule judges the status of its own kind of request, and ERR-BODY-SHAPE judges the body of every
+error answer the operation gave.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from conformance.checks.errors import (
+    check_error_body,
+    expect_allow,
+    expect_status,
+    expect_validation_error,
+)
+from conformance.suite._judgement import Judgement
+from conformance.suite._requests import (
+    BadRequest,
+    bad_requests,
+    unknown_route_request,
+    wrong_method_request,
+)
+from conformance.suite._run import Run
+from conformance.transport import Exchange
+from spec import Operation
+
+UNKNOWN_ROUTE_LABEL = "(unknown route)"
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A bad request and its answer."""
+
+    bad: BadRequest
+    exchange: Exchange
+
+
+def _sent(run: Run, operation: Operation) -> list[Sent]:
+    def send_all() -> list[Sent]:
+        variants = run.settings.profile.error_variants
+        bads = bad_requests(run.contract, operation, run.served_models, variants)
+        wrong = wrong_method_request(run.contract, operation)
+        if wrong is not None:
+            request, documented = wrong
+            what = f"{request.method} on {operation.path} (documented: {', '.join(documented)})"
+            bads.append(BadRequest("ERR-METHOD-405", what, request, 405))
+        return [Sent(bad, run.send(bad.request)) for bad in bads]
+
+    return run.cached(("bad-requests", operation.label), send_all)
+
+
+def _judge_status(judgement: Judgement, operation: Operation | None) -> None:
+    if operation is None:
+        judgement.not_applicable("the spec has no operation this rule applies to")
+        judgement.conclude()
+        return
+    run = judgement.run
+    mine = [
+        sent
+        for sent in _sent(run, operation)
+        if sent.bad.requirement_id == judgement.requirement_id
+    ]
+    if not mine:
+        judgement.not_applicable(
+            "the spec gives nothing to build such a request from for this operation"
+        )
+    for sent in mine:
+        bad, exchange = sent.bad, sent.exchange
+        if exchange.status is None:
+            judgement.transport_error(exchange)
+            continue
+        if bad.requirement_id == "ERR-METHOD-405":
+            documented = run.contract.methods_for(bad.request.url.split("?")[0])
+            findings = expect_allow(bad.requirement_id, exchange, documented, bad.what)
+        elif bad.expected_status == 422:
+            findings = expect_validation_error(
+                bad.requirement_id, exchange, bad.loc_prefix, bad.what
+            )
+        else:
+            findings = expect_status(bad.requirement_id, exchange, bad.expected_status, bad.what)
+        judgement.findings(findings, exchange=exchange, extra={"request_kind": bad.what})
+    judgement.conclude()
+
+
+requirement = pytest.mark.requirement
+
+
+@requirement("ERR-MALFORMED-JSON", applies_to="body")
+def test_malformed_json(judgement: Judgement, operation: Operation | None) -> None:
+    """A body that is not JSON gets 422 with loc body."""
+    _judge_status(judgement, operation)
+
+
+@requirement("ERR-NOT-OBJECT", applies_to="body")
+def test_body_not_object(judgement: Judgement, operation: Operation | None) -> None:
+    """A JSON body that is not an object gets 422 with loc body."""
+    _judge_status(judgement, operation)
+
+
+@requirement("ERR-MISSING-FIELD", applies_to="body")
+def test_missing_required_field(judgement: Judgement, operation: Operation | None) -> None:
+    """A body without a required field gets 422 with loc body."""
+    _judge_status(judgement, operation)
+
+
+@requirement("ERR-WRONG-TYPE", applies_to="body")
+def test_wrong_type(judgement: Judgement, operation: Operation | None) -> None:
+    """A field of the wrong type gets 422 with loc body."""
+    _judge_status(judgement, operation)
+
+
+@requirement("ERR-OUT-OF-RANGE", applies_to="body")
+def test_out_of_range(judgement: Judgement, operation: Operation | None) -> None:
+    """A value past its schema's bound gets 422 with loc body."""
+    _judge_status(judgement, operation)
+
+
+@requirement("ERR-PATH-MODEL", applies_to="enum-path")
+def test_path_parameter_outside_enum(judgement: Judgement, operation: Operation | None) -> None:
+    """A path parameter outside its enum gets 422 with loc path."""
+    _judge_status(judgement, operation)
+
+
+@requirement("ERR-UNKNOWN-MODEL", applies_to="body-model")
+def test_unknown_body_model(judgement: Judgement, operation: Operation | None) -> None:
+    """A body model the server does not list gets 404."""
+    _judge_status(judgement, operation)
+
+
+@requirement("ERR-METHOD-405", applies_to="one-per-path")
+def test_wrong_method(judgement: Judgement, operation: Operation | None) -> None:
+    """An undocumented method gets 405 with Allow listing the documented ones."""
+    _judge_status(judgement, operation)
+
+
+@requirement("ERR-UNKNOWN-ROUTE")
+def test_unknown_route(conformance: Run) -> None:
+    """A path outside the spec gets 404."""
+    judgement = Judgement(conformance, "ERR-UNKNOWN-ROUTE", UNKNOWN_ROUTE_LABEL)
+    exchange = _unknown_route(conformance)
+    if exchange.status is None:
+        judgement.transport_error(exchange)
+    else:
+        what = f"GET {exchange.request.url} (a path the spec does not have)"
+        judgement.findings(
+            expect_status("ERR-UNKNOWN-ROUTE", exchange, 404, what), exchange=exchange
+        )
+    judgement.conclude()
+
+
+def _unknown_route(run: Run) -> Exchange:
+    return run.cached("unknown-route", lambda: run.send(unknown_route_request(run.contract)))
+
+
+def _validator_for_status(run: Run, status: int) -> object | None:
+    """The schema any operation documents for ``status`` (for an answer that has no operation)."""
+    for operation in run.contract.operations:
+        validator = run.contract.response_validator(operation, status)
+        if validator is not None:
+            return validator
+    return None
+
+
+@requirement("ERR-BODY-SHAPE", applies_to="all")
+def test_error_body_shape(judgement: Judgement, operation: Operation | None) -> None:
+    """Every error body matches its status's schema, errorCode equal to the status."""
+    if operation is None:
+        judgement.not_applicable("the spec has no operations")
+        judgement.conclude()
+        return
+    run = judgement.run
+    answers = [(sent.bad.what, sent.exchange) for sent in _sent(run, operation)]
+    if operation is run.contract.operations[0]:
+        # The unknown route belongs to no operation; its 404 is judged once, with the first.
+        route = _unknown_route(run)
+        answers.append((f"GET {route.request.url} (an unknown route)", route))
+    for what, exchange in answers:
+        if exchange.status is None:
+            judgement.transport_error(exchange)
+            continue
+        if exchange.status < 400:
+            judgement.not_applicable(f"{what} was not answered with an error ({exchange.status})")
+            continue
+        if exchange.request.url.endswith(unknown_route_request(run.contract).url):
+            validator = _validator_for_status(run, exchange.status)
+        else:
+            validator = run.contract.response_validator(operation, exchange.status)
+        findings = check_error_body(exchange, validator, what)  # type: ignore[arg-type]
+        judgement.findings(findings, exchange=exchange, extra={"request_kind": what})
+    judgement.conclude()

@@ -1,0 +1,182 @@
+"""STREAM-*: the stream-level rules, for every operation whose 200 documents an event stream.
+
+Each operation is asked a few streamed requests, once per run and shared by all the STREAM
+tests: its spec examples with ``"stream": true`` (with and without ``include_usage``) and a few
+bodies that hypothesis generates from the capped request schema. Each answer is read event by
+event under the request deadline, then judged by every STREAM rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from conformance.checks.streaming import EVENT_STREAM, STREAM_CHECKS, StreamObservation
+from conformance.suite._draw import derive_seed, draw
+from conformance.suite._judgement import Judgement
+from conformance.suite._operations import MODEL_FIELD, chunk_validator, fill_path
+from conformance.suite._requests import example_body, json_request
+from conformance.suite._run import Run
+from conformance.suite._schemathesis import build_schema
+from conformance.transport import RequestSpec, StreamResult
+from spec import Operation
+
+STREAM_FIELD, OPTIONS_FIELD, USAGE_FLAG = "stream", "stream_options", "include_usage"
+
+
+@dataclass(frozen=True)
+class StreamSample:
+    """One streamed request and what came back."""
+
+    request: RequestSpec
+    result: StreamResult
+    observation: StreamObservation
+
+
+def _streamed(body: dict[str, Any], include_usage: bool) -> dict[str, Any]:
+    body = {**body, STREAM_FIELD: True}
+    body.pop(OPTIONS_FIELD, None)
+    if include_usage:
+        body[OPTIONS_FIELD] = {USAGE_FLAG: True}
+    return body
+
+
+def _requests(run: Run, operation: Operation) -> list[tuple[RequestSpec, bool]]:
+    example = example_body(run.contract, operation, run.served_models)
+    requests = [
+        (json_request(run.contract, operation, _streamed(example, True)), True),
+        (json_request(run.contract, operation, _streamed(example, False), variant=1), False),
+    ]
+    count = run.settings.profile.stream_samples
+    if count:
+        schema = run.cached("schemathesis-positive", lambda: build_schema(run, "positive"))
+        api_operation = schema.find_operation_by_label(operation.label)
+        seed = derive_seed(run.settings.seed, "stream", operation.label)
+        for index, case in enumerate(draw(api_operation.as_strategy(), count, seed)):
+            if not isinstance(case.body, dict):
+                continue
+            body = dict(case.body)
+            served = run.served_models
+            if served and body.get(MODEL_FIELD) not in (None, *served):
+                body[MODEL_FIELD] = served[0]
+            include_usage = index % 2 == 0
+            values = {k: str(v) for k, v in (case.path_parameters or {}).items()}
+            path = fill_path(operation.path, values)
+            requests.append(
+                (
+                    json_request(
+                        run.contract, operation, _streamed(body, include_usage), path=path
+                    ),
+                    include_usage,
+                )
+            )
+    return requests
+
+
+def _samples(run: Run, operation: Operation) -> list[StreamSample]:
+    def collect() -> list[StreamSample]:
+        samples = []
+        for request, include_usage in _requests(run, operation):
+            result = run.stream(request)
+            observation = StreamObservation.from_result(
+                result, include_usage=include_usage, timeout=run.settings.timeout
+            )
+            samples.append(StreamSample(request, result, observation))
+        return samples
+
+    return run.cached(("stream-samples", operation.label), collect)
+
+
+def _judge(judgement: Judgement, operation: Operation | None) -> None:
+    if operation is None:
+        judgement.not_applicable("the spec documents no streaming operation")
+        judgement.conclude()
+        return
+    run = judgement.run
+    validator = chunk_validator(run.contract, operation)
+    check = STREAM_CHECKS[judgement.requirement_id]
+    for sample in _samples(run, operation):
+        exchange = sample.result.exchange
+        if exchange.status is None:
+            judgement.transport_error(exchange, stream=sample.result)
+            continue
+        if not sample.observation.accepted:
+            judgement.not_applicable(
+                f"the target refused the streamed request with {exchange.status} "
+                "(judged by the SCHEMA rules, not the stream rules)"
+            )
+            continue
+        if (
+            judgement.requirement_id != "STREAM-CONTENT-TYPE"
+            and sample.observation.media_type != EVENT_STREAM
+            and not sample.observation.events
+        ):
+            judgement.not_applicable(
+                f"the answer is {sample.observation.media_type!r}, not an event stream "
+                "(judged by STREAM-CONTENT-TYPE)"
+            )
+            continue
+        if sample.result.ended_by == "error" and judgement.requirement_id == "STREAM-ENDS":
+            judgement.transport_error(exchange, stream=sample.result)
+            continue
+        judgement.findings(check(sample.observation, validator), stream=sample.result)
+    judgement.conclude()
+
+
+requirement = pytest.mark.requirement
+
+
+@requirement("STREAM-CONTENT-TYPE", applies_to="streaming")
+def test_stream_is_event_stream(judgement: Judgement, operation: Operation | None) -> None:
+    """An accepted streamed request gets 200 and text/event-stream."""
+    _judge(judgement, operation)
+
+
+@requirement("STREAM-FRAMING", applies_to="streaming")
+def test_stream_framing(judgement: Judgement, operation: Operation | None) -> None:
+    """Every event is one `data: <JSON>` line and a blank line, WHATWG framing."""
+    _judge(judgement, operation)
+
+
+@requirement("STREAM-EVENT-JSON", applies_to="streaming")
+def test_events_are_valid_chunks(judgement: Judgement, operation: Operation | None) -> None:
+    """Every event but [DONE] is a JSON chunk valid against the spec."""
+    _judge(judgement, operation)
+
+
+@requirement("STREAM-DONE-LAST", applies_to="streaming")
+def test_done_once_and_last(judgement: Judgement, operation: Operation | None) -> None:
+    """[DONE] comes exactly once, last, with nothing after it."""
+    _judge(judgement, operation)
+
+
+@requirement("STREAM-IDS-CONSTANT", applies_to="streaming")
+def test_ids_constant(judgement: Judgement, operation: Operation | None) -> None:
+    """Every chunk has the same id, created and model."""
+    _judge(judgement, operation)
+
+
+@requirement("STREAM-ROLE-FIRST", applies_to="streaming")
+def test_role_in_first_delta(judgement: Judgement, operation: Operation | None) -> None:
+    """Each choice's first delta carries role 'assistant'."""
+    _judge(judgement, operation)
+
+
+@requirement("STREAM-FINISH-ONCE", applies_to="streaming")
+def test_finish_reason_once(judgement: Judgement, operation: Operation | None) -> None:
+    """Each choice's finish_reason is non-null exactly once."""
+    _judge(judgement, operation)
+
+
+@requirement("STREAM-USAGE", applies_to="streaming")
+def test_usage_chunk(judgement: Judgement, operation: Operation | None) -> None:
+    """The usage chunk comes if and only if include_usage was asked for."""
+    _judge(judgement, operation)
+
+
+@requirement("STREAM-ENDS", applies_to="streaming")
+def test_stream_ends(judgement: Judgement, operation: Operation | None) -> None:
+    """The server ends the stream within the request timeout."""
+    _judge(judgement, operation)

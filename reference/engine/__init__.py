@@ -1,0 +1,49 @@
+"""The reference server's inference engine: one small interface, llama.cpp behind it.
+
+`load_engine` loads a GGUF model and returns an `Engine`. The HTTP layer builds
+`SamplingParams` from a request, renders or tokenizes the prompt, and iterates
+`Engine.generate` (through `reference.scheduler`, which keeps it off the event loop).
+"""
+
+import os
+
+# llama.cpp's CPU backend computes on OpenMP threads that meet at a barrier after every
+# operation, and libgomp makes a waiting thread spin 300,000 times before it sleeps. On cores
+# shared with other work (a CI runner, the server beside its test suite) a spinning thread keeps
+# the one it waits for off the CPU. Measured with SmolLM2 on 2 threads and 2 cores: idle, 125
+# tokens/s whatever the setting except OMP_WAIT_POLICY=PASSIVE (55-77: it sleeps at every
+# barrier); beside two busy processes, 0.6 tokens/s by default, 26-32 passive, 10-50 with a
+# spin count of 1000. libgomp reads these once, when llama.cpp's library loads, so they are set
+# before the first `import llama_cpp`; explicit settings win.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+
+from reference.engine._base import (
+    ContextOverflow,
+    Engine,
+    EngineError,
+    Finish,
+    InvalidGrammar,
+    InvalidRequest,
+    Piece,
+    SamplingParams,
+    TokenLogprob,
+    TopLogprob,
+)
+from reference.engine._llama import CHAT_FORMATS, LlamaEngine, load_engine
+
+__all__ = [
+    "CHAT_FORMATS",
+    "ContextOverflow",
+    "Engine",
+    "EngineError",
+    "Finish",
+    "InvalidGrammar",
+    "InvalidRequest",
+    "LlamaEngine",
+    "Piece",
+    "SamplingParams",
+    "TokenLogprob",
+    "TopLogprob",
+    "load_engine",
+]

@@ -1,0 +1,253 @@
+"""The engine interface: what the HTTP layer may ask of a loaded model, and nothing more."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
+
+__all__ = [
+    "ContextOverflow",
+    "Engine",
+    "EngineError",
+    "Finish",
+    "InvalidGrammar",
+    "InvalidRequest",
+    "Piece",
+    "SamplingParams",
+    "TokenLogprob",
+    "TopLogprob",
+]
+
+#: The most alternatives a request may ask for per token (OpenAI's chat limit).
+MAX_TOP_LOGPROBS = 20
+#: A logit bias of this size bans (negative) or forces (positive) a token.
+MAX_LOGIT_BIAS = 100.0
+
+
+class EngineError(Exception):
+    """Base of every error an engine raises on purpose."""
+
+
+class InvalidRequest(EngineError, ValueError):
+    """The request is well-formed but this model cannot serve it (an HTTP 400, not a 500)."""
+
+
+class ContextOverflow(InvalidRequest):
+    """The prompt alone fills the model's context, so not one token could be generated."""
+
+    def __init__(self, prompt_tokens: int, context_size: int) -> None:
+        self.prompt_tokens = prompt_tokens
+        self.context_size = context_size
+        super().__init__(
+            f"the prompt is {prompt_tokens} tokens long, but the model's context holds "
+            f"{context_size} tokens: shorten the prompt to at most {context_size - 1} tokens"
+        )
+
+
+class InvalidGrammar(InvalidRequest):
+    """The grammar or JSON schema that should constrain the output cannot be compiled."""
+
+
+def _check_range(name: str, value: object, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
+    return float(value)
+
+
+def _check_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """How to sample one completion. Every argument is checked here, once, with a clear error.
+
+    ``temperature == 0`` samples greedily (and ignores ``seed``). ``logit_bias`` maps token ids
+    to a bias added to their logits: -100 keeps a token out, +100 makes it all but certain.
+    ``top_logprobs=None`` reports no logprobs; ``k >= 0`` reports each sampled token's logprob
+    and its ``k`` most likely alternatives. ``grammar`` (GBNF) and ``json_schema`` constrain the
+    output; give at most one of them.
+    """
+
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    stop: tuple[str, ...] = ()
+    logit_bias: Mapping[int, float] = field(default_factory=lambda: MappingProxyType({}))
+    top_logprobs: int | None = None
+    grammar: str | None = None
+    json_schema: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if _check_int("max_tokens", self.max_tokens) < 1:
+            raise ValueError(f"max_tokens must be at least 1, got {self.max_tokens}")
+        _check_range("temperature", self.temperature, 0.0, 2.0)
+        _check_range("top_p", self.top_p, 0.0, 1.0)
+        _check_range("presence_penalty", self.presence_penalty, -2.0, 2.0)
+        _check_range("frequency_penalty", self.frequency_penalty, -2.0, 2.0)
+        if self.seed is not None:
+            _check_int("seed", self.seed)
+        object.__setattr__(self, "stop", _checked_stop(self.stop))
+        object.__setattr__(self, "logit_bias", _checked_logit_bias(self.logit_bias))
+        if self.top_logprobs is not None:
+            _check_int("top_logprobs", self.top_logprobs)
+            if not 0 <= self.top_logprobs <= MAX_TOP_LOGPROBS:
+                raise ValueError(
+                    f"top_logprobs must be None or between 0 and {MAX_TOP_LOGPROBS}, "
+                    f"got {self.top_logprobs}"
+                )
+        if self.grammar is not None and self.json_schema is not None:
+            raise ValueError("give grammar or json_schema, not both")
+        if self.grammar is not None and (not isinstance(self.grammar, str) or not self.grammar):
+            raise ValueError("grammar must be a non-empty GBNF string")
+        if self.json_schema is not None and not isinstance(self.json_schema, Mapping):
+            raise TypeError(f"json_schema must be a mapping, not {type(self.json_schema).__name__}")
+
+
+def _checked_stop(stop: object) -> tuple[str, ...]:
+    if isinstance(stop, str):
+        # A bare string would otherwise be read as one stop sequence per character.
+        raise TypeError(f"stop must be a sequence of strings, not a str: use ({stop!r},)")
+    if not isinstance(stop, Sequence):
+        raise TypeError(f"stop must be a sequence of strings, not {type(stop).__name__}")
+    for item in stop:
+        if not isinstance(item, str) or not item:
+            raise ValueError(f"every stop sequence must be a non-empty str, got {item!r}")
+    return tuple(stop)
+
+
+def _checked_logit_bias(logit_bias: object) -> Mapping[int, float]:
+    if not isinstance(logit_bias, Mapping):
+        raise TypeError(f"logit_bias must be a mapping, not {type(logit_bias).__name__}")
+    checked: dict[int, float] = {}
+    for token, bias in logit_bias.items():
+        if _check_int("a logit_bias token id", token) < 0:
+            raise ValueError(f"logit_bias token ids must be >= 0, got {token}")
+        checked[token] = _check_range(f"logit_bias[{token}]", bias, -MAX_LOGIT_BIAS, MAX_LOGIT_BIAS)
+    return MappingProxyType(checked)
+
+
+class TopLogprob(NamedTuple):
+    """One of the likeliest tokens at a position: its text, raw bytes and logprob."""
+
+    token: str
+    bytes: bytes
+    logprob: float
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """The sampled token at one position, its logprob, and the likeliest alternatives.
+
+    Logprobs are the model's own distribution: before temperature, penalties, logit bias or
+    grammar reshape it for sampling. ``token`` is ``bytes`` decoded with replacement, since a
+    token may hold part of a multi-byte character.
+    """
+
+    token: str
+    bytes: bytes
+    logprob: float
+    top: tuple[TopLogprob, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """Text released by the generation, and how many tokens were consumed to produce it.
+
+    ``text`` may be empty: a token can hold half a character, or text that might still turn
+    out to be the start of a stop sequence. ``logprobs`` has one entry per token consumed
+    when logprobs were asked for.
+    """
+
+    text: str
+    token_count: int
+    logprobs: tuple[TokenLogprob, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The end of a generation: why it ended and how many tokens it produced in all.
+
+    ``reason`` is ``"stop"`` at the end of sequence or a stop sequence, ``"length"`` at
+    ``max_tokens`` or at the end of the context. ``completion_tokens`` is the sum of the
+    pieces' ``token_count``.
+    """
+
+    reason: Literal["stop", "length"]
+    completion_tokens: int
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """One loaded model. Not thread-safe for generation: run one ``generate`` at a time.
+
+    ``tokenize``, ``detokenize``, ``render_chat`` and ``check`` only read the vocabulary and
+    may run on any thread while a generation runs on another.
+    """
+
+    @property
+    def name(self) -> str:
+        """A name for logs and benchmarks (the model file's stem by default)."""
+        ...
+
+    @property
+    def context_size(self) -> int:
+        """Tokens the context holds: prompt and completion together."""
+        ...
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids; valid ids are ``0 .. vocab_size - 1``."""
+        ...
+
+    def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
+        """Token ids of ``text``; ``special`` parses control tokens such as ``<|im_end|>``."""
+        ...
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        """The text of ``tokens`` (control tokens render as nothing)."""
+        ...
+
+    def render_chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> str:
+        """The prompt for ``messages`` in the model's chat template, for the assistant's turn.
+
+        Tokenize it with ``special=True, add_bos=False``: the template writes any BOS itself.
+        """
+        ...
+
+    def check(self, prompt_tokens: Sequence[int], params: SamplingParams) -> None:
+        """Raise `InvalidRequest` if ``generate`` would refuse this request; else do nothing."""
+        ...
+
+    def generate(
+        self,
+        prompt_tokens: Sequence[int],
+        params: SamplingParams,
+        cancel: threading.Event,
+    ) -> Iterator[Piece | Finish]:
+        """Check the request, raising `InvalidRequest` at once, then return its pieces.
+
+        The iterator ends with exactly one `Finish`, or early without one once ``cancel`` is
+        set. It runs the model: one generation at a time.
+        """
+        ...
+
+    def close(self) -> None:
+        """Free the model's memory. The engine is unusable afterwards."""
+        ...

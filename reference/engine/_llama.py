@@ -1,0 +1,477 @@
+"""The one real engine: llama.cpp through llama-cpp-python, with a lean token loop of its own.
+
+llama-cpp-python's ``create_completion`` does a lot of Python work per token (detokenizing the
+whole tail, logprob bookkeeping, stop handling on bytes, building response dicts). This engine
+drives the lower-level ``Llama.generate`` token iterator instead and does per token only what a
+request asked for: a table lookup for the token's bytes, an incremental UTF-8 decode, and the
+stop matcher when there are stop sequences.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import json
+import logging
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import jinja2
+import llama_cpp
+import numpy as np
+from llama_cpp import Llama, LogitsProcessorList
+from llama_cpp import llama_chat_format as chat_formats
+from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
+
+from reference.engine._base import (
+    ContextOverflow,
+    EngineError,
+    Finish,
+    InvalidGrammar,
+    InvalidRequest,
+    Piece,
+    SamplingParams,
+    TokenLogprob,
+    TopLogprob,
+)
+from reference.engine._stops import StopMatcher
+
+__all__ = ["CHAT_FORMATS", "LlamaEngine", "load_engine"]
+
+#: Chat templates llama-cpp-python ships as Jinja source, by the names it registers them under.
+CHAT_FORMATS: Mapping[str, str] = {
+    "chatml": chat_formats.CHATML_CHAT_TEMPLATE,
+    "mistral-instruct": chat_formats.MISTRAL_INSTRUCT_CHAT_TEMPLATE,
+    "mixtral-instruct": chat_formats.MIXTRAL_INSTRUCT_CHAT_TEMPLATE,
+    "llama-3": chat_formats.LLAMA3_INSTRUCT_CHAT_TEMPLATE,
+}
+
+# llama.cpp reserves this seed for "pick one at random", so request seeds are folded below it.
+_RANDOM_SEED = llama_cpp.LLAMA_DEFAULT_SEED
+_PIECE_BUFFER_SIZE = 256
+
+_LOGGER = logging.getLogger("reference.engine.llama_cpp")
+# ggml's log levels (ggml.h). llama-cpp-python's own table predates a renumbering and prints
+# llama.cpp's warnings as errors, one reason to route the log ourselves. Its INFO is chatty.
+_GGML_LEVELS = {1: logging.DEBUG, 2: logging.DEBUG, 3: logging.WARNING, 4: logging.ERROR}
+_GGML_CONTINUE = 5
+
+
+class _LogRouter:
+    """Sends llama.cpp's log to `logging` instead of stderr, and lets a thread capture it.
+
+    Some grammar errors (no ``root`` rule) are explained only in llama.cpp's log, so capturing
+    is how an `InvalidGrammar` message can say why.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._last_level = logging.DEBUG
+        self._installed = False
+        self._callback = llama_cpp.llama_log_callback(self._on_log)
+
+    def install(self) -> None:
+        # llama.cpp's log callback is process-wide; installing ours once is enough.
+        if not self._installed:
+            llama_cpp.llama_log_set(self._callback, ctypes.c_void_p(0))
+            self._installed = True
+
+    @contextmanager
+    def capture(self) -> Iterator[list[str]]:
+        messages: list[str] = []
+        self._local.messages = messages
+        try:
+            yield messages
+        finally:
+            self._local.messages = None
+
+    def _on_log(self, level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+        message = text.decode("utf-8", "replace").strip()
+        captured: list[str] | None = getattr(self._local, "messages", None)
+        if captured is not None:
+            if message:
+                captured.append(message)
+            return
+        if level != _GGML_CONTINUE:
+            self._last_level = _GGML_LEVELS.get(level, logging.DEBUG)
+        if message and _LOGGER.isEnabledFor(self._last_level):
+            _LOGGER.log(self._last_level, "%s", message)
+
+
+_LOG_ROUTER = _LogRouter()
+_STDERR_LOCK = threading.Lock()
+
+
+@contextmanager
+def _parser_errors(grammar: str) -> Iterator[list[str]]:
+    """Collect what llama.cpp's grammar parser prints to stderr about ``grammar``.
+
+    The parser explains an error only with ``fprintf(stderr, ...)``, past any log callback, so
+    the only way to a message that says why is to point file descriptor 2 elsewhere for the
+    parse. Whatever else reached stderr meanwhile (another thread's output) is written back.
+    """
+    errors: list[str] = []
+    echo = f"\n\n{grammar}\n"
+    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield errors
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            printed = sink.read().decode("utf-8", "replace")
+            prefix = "parse: error parsing grammar: "
+            start = printed.find(prefix)
+            if start >= 0:
+                end = printed.find(echo, start)
+                errors.append(printed[start + len(prefix) : end if end >= 0 else None].strip())
+                printed = printed[:start] + (printed[end + len(echo) :] if end >= 0 else "")
+            if printed:
+                sys.stderr.write(printed)
+
+
+def load_engine(
+    model_path: str | Path,
+    *,
+    context_size: int = 2048,
+    threads: int | None = None,
+    chat_format: str | None = None,
+    chat_template: str | None = None,
+    name: str | None = None,
+) -> LlamaEngine:
+    """Load a GGUF model and return its engine.
+
+    llama.cpp rounds ``context_size`` up to a multiple of 256; the engine's ``context_size``
+    reports the size it really got. ``threads=None`` keeps llama-cpp-python's defaults. The
+    chat template is the GGUF's own (``tokenizer.chat_template``) unless ``chat_format`` names
+    one of `CHAT_FORMATS` or ``chat_template`` gives Jinja source; give at most one of the
+    two. ``name`` defaults to the file's stem.
+    """
+    path = Path(model_path)
+    if isinstance(context_size, bool) or not isinstance(context_size, int) or context_size < 2:
+        raise ValueError(f"context_size must be an int of at least 2, got {context_size!r}")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be None or a positive int, got {threads!r}")
+    if chat_format is not None and chat_template is not None:
+        raise ValueError("give chat_format or chat_template, not both")
+    if chat_format is not None and chat_format not in CHAT_FORMATS:
+        raise ValueError(f"unknown chat_format {chat_format!r}; known: {sorted(CHAT_FORMATS)}")
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    _LOG_ROUTER.install()
+    try:
+        llama = Llama(
+            model_path=str(path),
+            n_ctx=context_size,
+            n_threads=threads,
+            n_threads_batch=threads,
+            # Penalties look back over this many generated tokens: all of them, as OpenAI's do.
+            last_n_tokens_size=context_size,
+            logits_all=False,
+            verbose=False,
+        )
+    except (ValueError, RuntimeError) as error:
+        raise EngineError(f"cannot load the model {path}: {error}") from error
+    if chat_template is None:
+        chat_template = (
+            CHAT_FORMATS[chat_format]
+            if chat_format is not None
+            else llama.metadata.get("tokenizer.chat_template")
+        )
+    if not chat_template:
+        llama.close()
+        raise EngineError(f"{path} carries no chat template: give chat_format or chat_template")
+    return LlamaEngine(llama, name=name or path.stem, chat_template=chat_template)
+
+
+class LlamaEngine:
+    """An `Engine` over one ``llama_cpp.Llama``. Build it with `load_engine`.
+
+    Every generation evaluates its whole prompt afresh. ``Llama.generate`` can reuse the KV
+    cache of a common prefix, but then the last prompt token is evaluated in a batch of one
+    instead of inside the prompt's batch, and llama.cpp's batch-of-one kernels round
+    differently: measured on SmolLM2, logits moved by up to 0.8 and greedy continuations
+    diverged. Same seed, same request, same text matters more here than the prompt time saved.
+    """
+
+    def __init__(self, llama: Llama, *, name: str, chat_template: str) -> None:
+        self._llama = llama
+        self._name = name
+        self._context_size = llama.n_ctx()
+        self._vocab_size = llama.n_vocab()
+        vocab = llama_cpp.llama_model_get_vocab(llama.model)
+        self._vocab = vocab
+        self._pieces = _token_pieces(vocab, self._vocab_size, special=False)
+        self._end_of_generation = frozenset(
+            token for token in range(self._vocab_size) if llama_cpp.llama_vocab_is_eog(vocab, token)
+        )
+        bos = llama_cpp.llama_vocab_bos(vocab)
+        eos = llama_cpp.llama_vocab_eos(vocab)
+        # A model cannot sample from nothing: an empty prompt is evaluated as its BOS token,
+        # as llama-cpp-python's create_completion does.
+        self._empty_prompt = [bos if bos >= 0 else eos]
+        self._chat = chat_formats.Jinja2ChatFormatter(
+            template=chat_template,
+            eos_token=_special_text(vocab, eos),
+            bos_token=_special_text(vocab, bos),
+            add_generation_prompt=True,
+        )
+
+    @property
+    def name(self) -> str:
+        """The model's name, for logs and benchmarks."""
+        return self._name
+
+    @property
+    def context_size(self) -> int:
+        """Tokens the context holds: prompt and completion together."""
+        return self._context_size
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids."""
+        return self._vocab_size
+
+    def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
+        """Token ids of ``text`` (lone surrogates, which JSON allows, become U+FFFD)."""
+        data = text.encode("utf-8", "replace")
+        return self._llama.tokenize(data, add_bos=add_bos, special=special)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        """The text of ``tokens``; control tokens render as nothing."""
+        self._check_token_ids(tokens, "token ids")
+        pieces = self._pieces
+        return b"".join([pieces[token] for token in tokens]).decode("utf-8", "replace")
+
+    def render_chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> str:
+        """The prompt for ``messages`` in the chat template, ending with the assistant's turn.
+
+        Content given as a list of parts is joined from its text parts, and absent content
+        (an assistant turn that only calls tools) is empty: most templates concatenate
+        ``message['content']`` as a string.
+        """
+        flat = [{**m, "content": _text_content(m.get("content"))} for m in messages]
+        try:
+            return self._chat(
+                messages=flat, tools=list(tools) if tools is not None else None
+            ).prompt
+        except (jinja2.TemplateError, TypeError, ValueError) as error:
+            raise InvalidRequest(
+                f"the chat template cannot render these messages: {error}"
+            ) from error
+
+    def check(self, prompt_tokens: Sequence[int], params: SamplingParams) -> None:
+        """Raise `InvalidRequest` if `generate` would refuse this request."""
+        self._prepare(prompt_tokens, params)
+
+    def generate(
+        self,
+        prompt_tokens: Sequence[int],
+        params: SamplingParams,
+        cancel: threading.Event,
+    ) -> Iterator[Piece | Finish]:
+        """Check the request now, then return the iterator that generates it.
+
+        When prompt and ``max_tokens`` do not both fit, generation ends at the context's end
+        with reason ``"length"``.
+        """
+        prompt, grammar, logits_processor = self._prepare(prompt_tokens, params)
+        return self._generate(prompt, params, cancel, grammar, logits_processor)
+
+    def close(self) -> None:
+        """Free the model."""
+        self._llama.close()
+
+    def _prepare(
+        self, prompt_tokens: Sequence[int], params: SamplingParams
+    ) -> tuple[list[int], LlamaGrammar | None, LogitsProcessorList | None]:
+        prompt = list(prompt_tokens) if len(prompt_tokens) else self._empty_prompt
+        if len(prompt) >= self._context_size:
+            raise ContextOverflow(len(prompt), self._context_size)
+        self._check_token_ids(prompt, "the prompt")
+        self._check_token_ids(params.logit_bias.keys(), "logit_bias")
+        return prompt, self._grammar(params), self._logit_bias(params.logit_bias)
+
+    def _check_token_ids(self, tokens: Any, where: str) -> None:
+        if len(tokens) and (min(tokens) < 0 or max(tokens) >= self._vocab_size):
+            bad = next(t for t in tokens if not 0 <= t < self._vocab_size)
+            raise InvalidRequest(
+                f"{where} holds token id {bad}, but the model's token ids are "
+                f"0 to {self._vocab_size - 1}"
+            )
+
+    def _grammar(self, params: SamplingParams) -> LlamaGrammar | None:
+        if params.json_schema is not None:
+            try:
+                gbnf = json_schema_to_gbnf(json.dumps(params.json_schema))
+            except Exception as error:  # the converter raises anything from KeyError up
+                raise InvalidGrammar(
+                    f"json_schema cannot be turned into a grammar: {error!r}"
+                ) from error
+        elif params.grammar is not None:
+            gbnf = params.grammar
+        else:
+            return None
+        # llama-cpp-python's LlamaGrammar does not parse; llama.cpp does, and hands a NULL
+        # sampler to a chain that would crash on it. So parse once here, where it can fail.
+        with _LOG_ROUTER.capture() as messages, _parser_errors(gbnf) as errors:
+            sampler = llama_cpp.llama_sampler_init_grammar(
+                self._vocab, gbnf.encode("utf-8"), b"root"
+            )
+        if not sampler:
+            why = "; ".join(errors or messages) or "llama.cpp rejected it"
+            raise InvalidGrammar(f"the grammar does not parse: {why}")
+        llama_cpp.llama_sampler_free(sampler)
+        return LlamaGrammar.from_string(gbnf)
+
+    @staticmethod
+    def _logit_bias(logit_bias: Mapping[int, float]) -> LogitsProcessorList | None:
+        # Only requests with a bias pay for a Python call over the vocabulary per token.
+        if not logit_bias:
+            return None
+        ids = np.fromiter(logit_bias.keys(), dtype=np.intp, count=len(logit_bias))
+        biases = np.fromiter(logit_bias.values(), dtype=np.single, count=len(logit_bias))
+
+        def add_bias(_input_ids: Any, scores: Any) -> Any:
+            scores[ids] += biases
+            return scores
+
+        return LogitsProcessorList([add_bias])
+
+    def _generate(
+        self,
+        prompt: list[int],
+        params: SamplingParams,
+        cancel: threading.Event,
+        grammar: LlamaGrammar | None,
+        logits_processor: LogitsProcessorList | None,
+    ) -> Iterator[Piece | Finish]:
+        if cancel.is_set():
+            return
+        llama = self._llama
+        llama.reset()  # see the class docstring: no KV prefix reuse, for determinism
+        llama.set_seed(_RANDOM_SEED if params.seed is None else params.seed % _RANDOM_SEED)
+        # Stopping one short of a full context means the last sampled token is never evaluated.
+        limit = min(params.max_tokens, self._context_size - len(prompt))
+        pieces = self._pieces
+        end_of_generation = self._end_of_generation
+        decode = codecs.getincrementaldecoder("utf-8")("replace").decode
+        stops = StopMatcher(params.stop) if params.stop else None
+        top_logprobs = params.top_logprobs
+        produced = 0
+        reason: Literal["stop", "length"] = "length"
+        tokens = llama.generate(
+            prompt,
+            top_k=0,
+            top_p=params.top_p,
+            min_p=0.0,
+            typical_p=1.0,
+            temp=params.temperature,
+            repeat_penalty=1.0,
+            frequency_penalty=params.frequency_penalty,
+            presence_penalty=params.presence_penalty,
+            logits_processor=logits_processor,
+            grammar=grammar,
+        )
+        try:
+            for token in tokens:
+                if token in end_of_generation:
+                    reason = "stop"
+                    break
+                produced += 1
+                text = decode(pieces[token])
+                logprobs = () if top_logprobs is None else (self._logprob(token, top_logprobs),)
+                if stops is not None:
+                    text, stopped = stops.push(text)
+                    if stopped:
+                        yield Piece(text, 1, logprobs)
+                        yield Finish("stop", produced)
+                        return
+                yield Piece(text, 1, logprobs)
+                if cancel.is_set():
+                    return
+                if produced >= limit:
+                    break
+        finally:
+            tokens.close()
+        tail = decode(b"", final=True)
+        if stops is not None:
+            tail, stopped = stops.push(tail)
+            if stopped:
+                reason = "stop"
+            else:
+                tail += stops.flush()
+        if tail:
+            yield Piece(tail, 0)
+        yield Finish(reason, produced)
+
+    def _logprob(self, token: int, top: int) -> TokenLogprob:
+        # With logits_all=False llama.cpp keeps the logits of the last evaluated position,
+        # which is exactly the one `token` was sampled from: no need for logits_all's
+        # context x vocabulary buffer.
+        pointer = llama_cpp.llama_get_logits_ith(self._llama.ctx, -1)
+        logits = np.ctypeslib.as_array(pointer, shape=(self._vocab_size,))
+        shifted = logits - logits.max()
+        log_total = float(np.log(np.exp(shifted).sum()))
+        alternatives: tuple[TopLogprob, ...] = ()
+        if top:
+            best = np.argpartition(shifted, -top)[-top:]
+            best = best[np.argsort(-shifted[best], kind="stable")]
+            alternatives = tuple(
+                TopLogprob(
+                    self._pieces[t].decode("utf-8", "replace"),
+                    self._pieces[t],
+                    float(shifted[t]) - log_total,
+                )
+                for t in best.tolist()
+            )
+        data = self._pieces[token]
+        return TokenLogprob(
+            data.decode("utf-8", "replace"), data, float(shifted[token]) - log_total, alternatives
+        )
+
+
+def _token_pieces(vocab: Any, vocab_size: int, *, special: bool) -> list[bytes]:
+    """Every token's bytes, looked up once so that the token loop indexes a list."""
+    buffer = ctypes.create_string_buffer(_PIECE_BUFFER_SIZE)
+    return [_piece(vocab, token, special, buffer) for token in range(vocab_size)]
+
+
+def _piece(vocab: Any, token: int, special: bool, buffer: Any = None) -> bytes:
+    if buffer is None:
+        buffer = ctypes.create_string_buffer(_PIECE_BUFFER_SIZE)
+    size = llama_cpp.llama_token_to_piece(vocab, token, buffer, len(buffer), 0, special)
+    if size < 0:  # longer than the buffer: ask again with the size llama.cpp needs
+        buffer = ctypes.create_string_buffer(-size)
+        size = llama_cpp.llama_token_to_piece(vocab, token, buffer, len(buffer), 0, special)
+    return buffer.raw[:size]
+
+
+def _special_text(vocab: Any, token: int) -> str:
+    return _piece(vocab, token, True).decode("utf-8", "replace") if token >= 0 else ""
+
+
+def _text_content(content: Any) -> Any:
+    if content is None:
+        return ""
+    if isinstance(content, list):
+        return "\n".join(
+            part.get("text", "")
+            for part in content
+            if isinstance(part, Mapping) and part.get("type") == "text"
+        )
+    return content

@@ -1,0 +1,575 @@
+"""The deliberately broken servers: one fault each, and the requirements it must fail.
+
+Every :class:`BrokenServer` is the reference behind the fault proxy
+(:func:`tests.conformance.broken.proxy.fault_proxy`) with one fault. ``selection`` narrows the
+suite to the fault's family: fast, and "exactly" is then meaningful (within the family, the
+failed set must be ``expected``, no more, no less).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tests.conformance.broken.proxy import Fault, ProxyRequest, ProxyResponse, data_events
+
+DONE = "[DONE]"
+
+
+@dataclass(frozen=True)
+class BrokenServer:
+    """A fault, the suite's selection to run against it, and what must fail."""
+
+    name: str
+    fault: Fault
+    selection: str
+    expected: frozenset[str]
+    args: tuple[str, ...] = ()
+    should_only: bool = False
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _chunks(
+    mapper: Callable[[int, dict[str, Any]], dict[str, Any] | None],
+) -> Callable[[ProxyRequest, list[str]], list[str]]:
+    """Rewrite each JSON chunk of a stream (``None`` drops it); [DONE] passes through."""
+
+    def on_events(request: ProxyRequest, datas: list[str]) -> list[str]:
+        out = []
+        number = 0
+        for data in datas:
+            if data == DONE:
+                out.append(data)
+                continue
+            chunk = mapper(number, json.loads(data))
+            number += 1
+            if chunk is not None:
+                out.append(json.dumps(chunk))
+        return data_events(out)
+
+    return on_events
+
+
+def _json_answers(
+    mapper: Callable[[ProxyRequest, dict[str, Any]], dict[str, Any]],
+) -> Callable[[ProxyRequest, ProxyResponse], ProxyResponse]:
+    """Rewrite each successful JSON answer."""
+
+    def on_response(request: ProxyRequest, response: ProxyResponse) -> ProxyResponse:
+        body = response.json()
+        if response.status != 200 or not isinstance(body, dict):
+            return response
+        return response.with_json(mapper(request, body))
+
+    return on_response
+
+
+def _body(
+    mapper: Callable[[dict[str, Any]], dict[str, Any]],
+) -> Callable[[ProxyRequest], ProxyRequest]:
+    """Rewrite each JSON-object request body."""
+
+    def on_request(request: ProxyRequest) -> ProxyRequest:
+        payload = request.json()
+        return request.with_json(mapper(dict(payload))) if isinstance(payload, dict) else request
+
+    return on_request
+
+
+def _error(status: int, message: str) -> ProxyResponse:
+    body = {"error": message, "errorCode": status, "code": status}
+    return ProxyResponse(status, (("content-type", "application/json"),), json.dumps(body).encode())
+
+
+def _usage_chunk_missing(request: ProxyRequest, datas: list[str]) -> list[str]:
+    kept = [d for d in datas if d == DONE or json.loads(d).get("choices") != []]
+    return data_events(kept)
+
+
+def _usage_chunk_unasked(request: ProxyRequest, datas: list[str]) -> list[str]:
+    payload = request.json() or {}
+    if (payload.get("stream_options") or {}).get("include_usage"):
+        return data_events(datas)
+    first = json.loads(datas[0])
+    usage = {
+        **first,
+        "choices": [],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+    }
+    return data_events([*datas[:-1], json.dumps(usage), datas[-1]])
+
+
+def _insert_garbage(request: ProxyRequest, datas: list[str]) -> list[str]:
+    return data_events([datas[0], "this is not JSON", *datas[1:]])
+
+
+def _event_field(request: ProxyRequest, datas: list[str]) -> list[str]:
+    return [f"event: message\n{block}" for block in data_events(datas)]
+
+
+def _event_after_done(request: ProxyRequest, datas: list[str]) -> list[str]:
+    return data_events([*datas, datas[0]])
+
+
+def _server_error(request: ProxyRequest, response: ProxyResponse) -> ProxyResponse:
+    if request.method == "POST" and 200 <= response.status < 300:
+        body = {
+            "error": "UNKNOWN",
+            "message": "injected fault",
+            "type": "server_error",
+            "code": "",
+            "errorCode": 500,
+            "param": None,
+        }
+        return ProxyResponse(
+            500, (("content-type", "application/json"),), json.dumps(body).encode()
+        )
+    return response
+
+
+def _busy_without_retry_after(request: ProxyRequest) -> ProxyRequest | ProxyResponse:
+    return _error(429, "injected: queue full") if request.method == "POST" else request
+
+
+def _hang_on(path: str) -> Callable[[ProxyRequest], bool]:
+    return lambda request: request.path == path
+
+
+def _undocumented_status(request: ProxyRequest, response: ProxyResponse) -> ProxyResponse:
+    return (
+        ProxyResponse(418, response.headers, response.body) if response.status == 422 else response
+    )
+
+
+def _invalid_answer(request: ProxyRequest, body: dict[str, Any]) -> dict[str, Any]:
+    body.pop("created", None)
+    return body
+
+
+def _rejects_valid(request: ProxyRequest, response: ProxyResponse) -> ProxyResponse:
+    if request.method == "POST" and response.status == 200:
+        detail = {"detail": [{"loc": ["body"], "msg": "injected rejection", "type": "value_error"}]}
+        return ProxyResponse(
+            422, (("content-type", "application/json"),), json.dumps(detail).encode()
+        )
+    return response
+
+
+_FAKE_COMPLETION = {
+    "id": "fake",
+    "object": "chat.completion",
+    "created": 0,
+    "model": "mythomax",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": ""},
+            "text": "",
+            "logprobs": None,
+            "finish_reason": "stop",
+        }
+    ],
+    "usage": {"prompt_tokens": 1, "completion_tokens": 0, "total_tokens": 1},
+}
+
+
+def _accepts_invalid(request: ProxyRequest, response: ProxyResponse) -> ProxyResponse:
+    if response.status != 422:
+        return response
+    body = {"object": "list", "data": []} if request.method == "GET" else _FAKE_COMPLETION
+    return ProxyResponse(200, (("content-type", "application/json"),), json.dumps(body).encode())
+
+
+def _422_to_400(
+    kinds: Callable[[str], bool],
+) -> Callable[[ProxyRequest, ProxyResponse], ProxyResponse]:
+    """Answer 400 instead of 422 when every validation error is of the given kinds."""
+
+    def on_response(request: ProxyRequest, response: ProxyResponse) -> ProxyResponse:
+        body = response.json()
+        detail = body.get("detail") if isinstance(body, dict) else None
+        if (
+            response.status == 422
+            and isinstance(detail, list)
+            and all(kinds(item["type"]) for item in detail)
+        ):
+            return _error(400, "injected: not a 422")
+        return response
+
+    return on_response
+
+
+def _is_json_error(kind: str) -> bool:
+    return kind == "json_invalid"
+
+
+def _is_not_object(kind: str) -> bool:
+    return kind in ("model_attributes_type", "dict_type")
+
+
+def _is_missing(kind: str) -> bool:
+    return kind == "missing"
+
+
+def _is_type_error(kind: str) -> bool:
+    return kind.endswith("_type") and not _is_not_object(kind)
+
+
+def _is_range_error(kind: str) -> bool:
+    return kind in (
+        "less_than_equal",
+        "greater_than_equal",
+        "less_than",
+        "greater_than",
+        "too_short",
+        "too_long",
+    )
+
+
+def _unknown_route_400(request: ProxyRequest) -> ProxyRequest | ProxyResponse:
+    if "/v1/" not in request.path:
+        return _error(400, "injected: not a 404")
+    return request
+
+
+def _replace_wrong_key(key: str) -> Callable[[ProxyRequest], ProxyRequest]:
+    def on_request(request: ProxyRequest) -> ProxyRequest:
+        headers = tuple(
+            (k, f"Bearer {key}" if k.lower() == "authorization" and v != f"Bearer {key}" else v)
+            for k, v in request.headers
+        )
+        return ProxyRequest(request.method, request.path, headers, request.body)
+
+    return on_request
+
+
+def _refuse_scheme(name: str) -> Callable[[ProxyRequest], ProxyRequest | ProxyResponse]:
+    def on_request(request: ProxyRequest) -> ProxyRequest | ProxyResponse:
+        return _error(401, f"injected: {name} refused") if request.header(name) else request
+
+    return on_request
+
+
+def _text_plain(request: ProxyRequest, response: ProxyResponse) -> ProxyResponse:
+    if response.status == 200:
+        headers = tuple((k, v) for k, v in response.headers if k.lower() != "content-type")
+        return ProxyResponse(
+            200, (*headers, ("content-type", "text/plain; charset=utf-8")), response.body
+        )
+    return response
+
+
+def _unknown_model_served(request: ProxyRequest) -> ProxyRequest:
+    payload = request.json()
+    if (
+        isinstance(payload, dict)
+        and request.path.startswith("/v1/")
+        and str(payload.get("model", "")).startswith("mimic-conformance")
+    ):
+        return request.with_json({**payload, "model": "mythomax"})
+    return request
+
+
+_ENUM = {"mythomax", "asha", "soji", "mixtral", "mistral", "mobile"}
+
+
+def _path_model_404(request: ProxyRequest) -> ProxyRequest | ProxyResponse:
+    parts = request.path.split("?")[0].strip("/").split("/")
+    model = parts[1] if parts[:1] == ["chub"] and len(parts) > 1 else parts[0]
+    if parts and parts[0] != "v1" and model not in _ENUM and "v1" in parts:
+        return _error(404, f"model {model!r} is not served here")
+    return request
+
+
+def _wrong_error_shape(request: ProxyRequest, response: ProxyResponse) -> ProxyResponse:
+    if response.status >= 400:
+        return response.with_json({"message": f"request failed ({response.status})"})
+    return response
+
+
+def _error_code_mismatch(request: ProxyRequest, response: ProxyResponse) -> ProxyResponse:
+    body = response.json()
+    if response.status >= 400 and isinstance(body, dict) and "errorCode" in body:
+        return response.with_json({**body, "errorCode": 400, "code": 400})
+    return response
+
+
+def _no_allow(request: ProxyRequest, response: ProxyResponse) -> ProxyResponse:
+    headers = tuple((k, v) for k, v in response.headers if k.lower() != "allow")
+    return ProxyResponse(response.status, headers, response.body)
+
+
+def _add_key(key: str) -> Callable[[ProxyRequest], ProxyRequest]:
+    def on_request(request: ProxyRequest) -> ProxyRequest:
+        if any(request.header(h) for h in ("authorization", "ch-api-key", "samwise")):
+            return request
+        return ProxyRequest(
+            request.method,
+            request.path,
+            (*request.headers, ("authorization", f"Bearer {key}")),
+            request.body,
+        )
+
+    return on_request
+
+
+def _more_tokens(payload: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(payload.get("max_tokens"), int):
+        payload["max_tokens"] += 6
+    return payload
+
+
+def _usage_off_by_one(usage: dict[str, Any]) -> dict[str, Any]:
+    return {**usage, "total_tokens": usage["total_tokens"] + 1}
+
+
+def _usage_sum_json(request: ProxyRequest, body: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(body.get("usage"), dict):
+        body["usage"] = _usage_off_by_one(body["usage"])
+    return body
+
+
+def _usage_sum_chunk(number: int, chunk: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(chunk.get("usage"), dict):
+        chunk["usage"] = _usage_off_by_one(chunk["usage"])
+    return chunk
+
+
+def _drop(field: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def mapper(payload: dict[str, Any]) -> dict[str, Any]:
+        payload.pop(field, None)
+        return payload
+
+    return mapper
+
+
+def _wrong_model(request: ProxyRequest, body: dict[str, Any]) -> dict[str, Any]:
+    return {**body, "model": "not-the-path-model"} if "choices" in body else body
+
+
+def _unscoped_models(request: ProxyRequest, response: ProxyResponse) -> ProxyResponse:
+    body = response.json()
+    if request.method == "GET" and not request.path.startswith("/v1/") and isinstance(body, dict):
+        extra = {**body["data"][0], "id": "another-model"}
+        return response.with_json({**body, "data": [*body["data"], extra]})
+    return response
+
+
+_RNG = random.Random()
+
+
+def _seed_ignored(payload: dict[str, Any]) -> dict[str, Any]:
+    if "seed" in payload:
+        payload["seed"] = _RNG.randrange(2**31)
+        if isinstance(payload.get("temperature"), int | float) and payload["temperature"] >= 1:
+            payload["temperature"] = 2.0
+    return payload
+
+
+def _stream_differs(number: int, chunk: dict[str, Any]) -> dict[str, Any]:
+    for choice in chunk.get("choices", []):
+        delta = choice.get("delta") or {}
+        if delta.get("content"):
+            delta["content"] += "~"
+            if "text" in choice:
+                choice["text"] += "~"
+    return chunk
+
+
+def _completion_text_differs(request: ProxyRequest, body: dict[str, Any]) -> dict[str, Any]:
+    for choice in body.get("choices", []):
+        if "text" in choice:
+            choice["text"] = (choice["text"] or "") + "!"
+    return body
+
+
+def _chunk_object(number: int, chunk: dict[str, Any]) -> dict[str, Any]:
+    return {**chunk, "object": "chat.completion"}
+
+
+def _changing_id(number: int, chunk: dict[str, Any]) -> dict[str, Any]:
+    return {**chunk, "id": f"{chunk['id']}-{number}"} if number >= 1 else chunk
+
+
+def _no_role(number: int, chunk: dict[str, Any]) -> dict[str, Any]:
+    if number == 0:
+        for choice in chunk.get("choices", []):
+            (choice.get("delta") or {}).pop("role", None)
+    return chunk
+
+
+def _finish_twice(number: int, chunk: dict[str, Any]) -> dict[str, Any]:
+    if number == 0:
+        for choice in chunk.get("choices", []):
+            choice["finish_reason"] = "stop"
+    return chunk
+
+
+def _no_done(request: ProxyRequest, datas: list[str]) -> list[str]:
+    return data_events([d for d in datas if d != DONE])
+
+
+# ------------------------------------------------------------------------------ the catalogue
+
+API_KEY = "broken-server-test-key"
+
+STREAM, SCHEMA, ERR, AUTH, SEM = "STREAM-*", "SCHEMA-*", "ERR-*", "AUTH-*", "SEM-*"
+
+
+def _server(
+    name: str,
+    fault: Fault,
+    selection: str,
+    *expected: str,
+    args: tuple[str, ...] = (),
+    should_only: bool = False,
+) -> BrokenServer:
+    return BrokenServer(name, fault, selection, frozenset(expected), args, should_only)
+
+
+BROKEN_SERVERS: tuple[BrokenServer, ...] = (
+    # streaming
+    _server("no-done", Fault(on_events=_no_done), STREAM, "STREAM-DONE-LAST"),
+    _server("event-after-done", Fault(on_events=_event_after_done), STREAM, "STREAM-DONE-LAST"),
+    _server(
+        "chunk-object-wrong", Fault(on_events=_chunks(_chunk_object)), STREAM, "STREAM-EVENT-JSON"
+    ),
+    _server("non-json-event", Fault(on_events=_insert_garbage), STREAM, "STREAM-EVENT-JSON"),
+    _server("id-changes", Fault(on_events=_chunks(_changing_id)), STREAM, "STREAM-IDS-CONSTANT"),
+    _server("no-role-first", Fault(on_events=_chunks(_no_role)), STREAM, "STREAM-ROLE-FIRST"),
+    _server("finish-twice", Fault(on_events=_chunks(_finish_twice)), STREAM, "STREAM-FINISH-ONCE"),
+    _server("usage-chunk-missing", Fault(on_events=_usage_chunk_missing), STREAM, "STREAM-USAGE"),
+    _server("usage-chunk-unasked", Fault(on_events=_usage_chunk_unasked), STREAM, "STREAM-USAGE"),
+    _server("event-field", Fault(on_events=_event_field), STREAM, "STREAM-FRAMING"),
+    _server(
+        "stream-text-plain", Fault(stream_content_type="text/plain"), STREAM, "STREAM-CONTENT-TYPE"
+    ),
+    _server(
+        "stream-never-ends",
+        # One operation only: every stream it is asked costs a whole --timeout.
+        Fault(hang_after_stream=True, hang_when=_hang_on("/v1/chat/completions")),
+        STREAM,
+        "STREAM-ENDS",
+        args=("--timeout", "6"),
+    ),
+    # schema
+    _server("server-error", Fault(on_response=_server_error), SCHEMA, "SCHEMA-NO-5XX"),
+    _server("json-as-text-plain", Fault(on_response=_text_plain), SCHEMA, "SCHEMA-CONTENT-TYPE"),
+    _server(
+        "undocumented-status",
+        Fault(on_response=_undocumented_status),
+        SCHEMA,
+        "SCHEMA-STATUS-DOCUMENTED",
+    ),
+    _server(
+        "invalid-answer-body",
+        Fault(on_response=_json_answers(_invalid_answer)),
+        SCHEMA,
+        "SCHEMA-RESPONSE-VALID",
+    ),
+    _server(
+        "rejects-valid-requests", Fault(on_response=_rejects_valid), SCHEMA, "SCHEMA-VALID-ACCEPTED"
+    ),
+    _server(
+        "accepts-invalid-requests",
+        Fault(on_response=_accepts_invalid),
+        SCHEMA,
+        "SCHEMA-INVALID-REJECTED",
+    ),
+    _server(
+        "no-allow-header",
+        Fault(on_response=_no_allow),
+        # Undocumented methods come from the coverage phase, which only `full` runs; and
+        # schemathesis's header check skips them, so only SCHEMA-METHOD-405 can see this.
+        "SCHEMA-METHOD-405",
+        "SCHEMA-METHOD-405",
+        args=("--profile", "full", "--max-examples", "1"),
+    ),
+    _server(
+        "busy-without-retry-after",
+        Fault(on_request=_busy_without_retry_after),
+        SCHEMA,
+        "SCHEMA-HEADERS",
+    ),
+    # error codes
+    _server(
+        "unknown-model-served", Fault(on_request=_unknown_model_served), ERR, "ERR-UNKNOWN-MODEL"
+    ),
+    _server("path-model-404", Fault(on_request=_path_model_404), ERR, "ERR-PATH-MODEL"),
+    _server(
+        "error-body-message-only", Fault(on_response=_wrong_error_shape), ERR, "ERR-BODY-SHAPE"
+    ),
+    _server("error-code-mismatch", Fault(on_response=_error_code_mismatch), ERR, "ERR-BODY-SHAPE"),
+    _server("no-allow-on-405", Fault(on_response=_no_allow), ERR, "ERR-METHOD-405"),
+    _server(
+        "malformed-json-400",
+        Fault(on_response=_422_to_400(_is_json_error)),
+        ERR,
+        "ERR-MALFORMED-JSON",
+    ),
+    _server(
+        "not-object-400", Fault(on_response=_422_to_400(_is_not_object)), ERR, "ERR-NOT-OBJECT"
+    ),
+    _server(
+        "missing-field-400", Fault(on_response=_422_to_400(_is_missing)), ERR, "ERR-MISSING-FIELD"
+    ),
+    _server(
+        "wrong-type-400", Fault(on_response=_422_to_400(_is_type_error)), ERR, "ERR-WRONG-TYPE"
+    ),
+    _server(
+        "out-of-range-400", Fault(on_response=_422_to_400(_is_range_error)), ERR, "ERR-OUT-OF-RANGE"
+    ),
+    _server("unknown-route-400", Fault(on_request=_unknown_route_400), ERR, "ERR-UNKNOWN-ROUTE"),
+    # authentication
+    _server("accepts-missing-key", Fault(on_request=_add_key(API_KEY)), AUTH, "AUTH-MISSING-KEY"),
+    _server(
+        "accepts-wrong-key", Fault(on_request=_replace_wrong_key(API_KEY)), AUTH, "AUTH-WRONG-KEY"
+    ),
+    _server(
+        "refuses-samwise-header", Fault(on_request=_refuse_scheme("samwise")), AUTH, "AUTH-SCHEMES"
+    ),
+    # semantics
+    _server("max-tokens-ignored", Fault(on_request=_body(_more_tokens)), SEM, "SEM-MAX-TOKENS"),
+    _server(
+        "usage-does-not-add-up",
+        Fault(on_response=_json_answers(_usage_sum_json), on_events=_chunks(_usage_sum_chunk)),
+        SEM,
+        "SEM-USAGE-SUM",
+    ),
+    _server("stop-ignored", Fault(on_request=_body(_drop("stop"))), SEM, "SEM-STOP-ABSENT"),
+    _server("n-ignored", Fault(on_request=_body(_drop("n"))), SEM, "SEM-N-CHOICES"),
+    _server(
+        "wrong-response-model",
+        Fault(on_response=_json_answers(_wrong_model)),
+        SEM,
+        "SEM-PATH-MODEL",
+    ),
+    _server("models-unscoped", Fault(on_response=_unscoped_models), SEM, "SEM-MODELS-SCOPED"),
+    _server(
+        "seed-ignored",
+        Fault(on_request=_body(_seed_ignored)),
+        SEM,
+        "SEM-SEED-REPEATABLE",
+        should_only=True,
+    ),
+    _server(
+        "stream-disagrees",
+        Fault(on_events=_chunks(_stream_differs)),
+        SEM,
+        "SEM-STREAM-AGREES",
+        should_only=True,
+    ),
+    _server(
+        "completion-text-differs",
+        Fault(on_response=_json_answers(_completion_text_differs)),
+        SEM,
+        "SEM-COMPLETION-TEXT",
+        should_only=True,
+    ),
+)
+"""Every broken server, one per requirement (a few requirements have two)."""

@@ -1,0 +1,209 @@
+"""The plugin and the command, run as a user runs them, against small local servers (no model).
+
+The target here is a server that answers every request with a small JSON 200: it breaks many
+requirements, quickly, without generating anything. The suite runs as a subprocess; the tests
+read what it printed, its exit status, and the results.json it wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance.cli import main, pytest_args
+from conformance.profile import PROFILES, Settings
+from conformance.suite._run import BREAKER_THRESHOLD, Run
+from conformance.transport import RequestSpec
+from tests.conformance.hostile import hostile_server
+
+SECRET = "plugin-test-secret-key"
+
+
+def run_suite(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[int, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MIMIC_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "conformance", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**clean, **(env or {})},
+        cwd=cwd,
+        check=False,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def results(directory: Path) -> dict[str, Any]:
+    return json.loads((directory / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def json_target() -> Any:
+    with hostile_server("json") as base_url:
+        yield base_url
+
+
+def test_a_failure_is_recorded_with_evidence_and_gates(json_target: str, tmp_path: Path) -> None:
+    status, output = run_suite(
+        "--target",
+        json_target,
+        "--requirement",
+        "ERR-UNKNOWN-ROUTE",
+        "--api-key",
+        SECRET,
+        "--seed",
+        "42",
+        "--report-dir",
+        str(tmp_path),
+        "--profile",
+        "quick",
+    )
+    assert status == 1, output
+    assert "NOT CONFORMANT" in output
+    assert str(tmp_path / "report.html") in output
+    record = results(tmp_path)
+    assert [r["id"] for r in record["requirements"]] == ["ERR-UNKNOWN-ROUTE"]
+    assert record["seed"] == 42 and record["target"] == json_target
+    assert record["options"]["api_key"] == "***redacted***"
+    (case,) = record["cases"]
+    assert (case["outcome"], case["operation"]) == ("fail", "(unknown route)")
+    assert "answered 200, not 404" in case["evidence"]["message"]
+    assert "$MIMIC_API_KEY" in case["evidence"]["curl"]
+    for name in ("results.json", "report.html", "junit.xml", "summary.md"):
+        assert SECRET not in (tmp_path / name).read_text(), name
+
+
+def test_environment_variables_stand_for_options(json_target: str, tmp_path: Path) -> None:
+    env = {
+        "MIMIC_TARGET": json_target,
+        "MIMIC_REQUIREMENT": "ERR-UNKNOWN-ROUTE,ERR-NOT-OBJECT",
+        "MIMIC_REPORT_DIR": str(tmp_path),
+        "MIMIC_PROFILE": "quick",
+    }
+    status, output = run_suite(env=env)
+    assert status == 1, output
+    record = results(tmp_path)
+    assert {r["id"] for r in record["requirements"]} == {"ERR-UNKNOWN-ROUTE", "ERR-NOT-OBJECT"}
+    assert isinstance(record["seed"], int)  # random, and recorded
+
+
+def test_auth_rules_skip_without_a_key(json_target: str, tmp_path: Path) -> None:
+    status, output = run_suite(
+        "--target", json_target, "--requirement", "AUTH-*", "--report-dir", str(tmp_path)
+    )
+    assert status == 0, output
+    record = results(tmp_path)
+    assert {r["outcome"] for r in record["requirements"]} == {"skip"}
+    assert all("--api-key" in case["reason"] for case in record["cases"])
+
+
+def test_unknown_requirement_is_a_usage_error(json_target: str, tmp_path: Path) -> None:
+    status, output = run_suite(
+        "--target", json_target, "--requirement", "STREEM-*", "--report-dir", str(tmp_path)
+    )
+    assert status == 4
+    assert "no requirement matches STREEM-*" in output
+
+
+def test_workers_results_are_merged(json_target: str, tmp_path: Path) -> None:
+    args = ("--target", json_target, "--requirement", "ERR-*", "--seed", "1", "--profile", "quick")
+    serial, _ = run_suite(*args, "--report-dir", str(tmp_path / "serial"))
+    parallel, parallel_output = run_suite(
+        *args, "--report-dir", str(tmp_path / "parallel"), "-n", "2"
+    )
+    assert serial == parallel == 1, parallel_output
+
+    def summary(directory: Path) -> list[tuple[str, str, str]]:
+        return sorted(
+            (c["requirement_id"], c["operation"], c["outcome"]) for c in results(directory)["cases"]
+        )
+
+    assert summary(tmp_path / "parallel") == summary(tmp_path / "serial")
+    assert len(summary(tmp_path / "serial")) > 20
+
+
+def test_no_target_and_no_reference_is_one_clear_line(tmp_path: Path) -> None:
+    code = (
+        "import sys, conformance.plugin as p; "
+        "p.ReferenceServer.installed = staticmethod(lambda: False); "
+        "from conformance.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, "--report-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("MIMIC_")},
+    )
+    assert done.returncode != 0
+    assert (
+        "no --target given and the reference server is not installed: "
+        "pip install 'mimic-conformance[reference]'" in done.stderr
+    )
+
+
+def test_the_command_runs_isolated_from_the_working_directory(
+    json_target: str, tmp_path: Path
+) -> None:
+    # A project whose pytest configuration would break the suite (an unknown option in addopts).
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = --no-such-option\n")
+    status, output = run_suite(
+        "--target", json_target, "--requirement", "ERR-UNKNOWN-ROUTE", cwd=tmp_path
+    )
+    assert status == 1, output
+    assert (tmp_path / "reports" / "results.json").exists()
+    assert not (tmp_path / ".pytest_cache").exists()
+
+
+def test_cli_help_and_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    assert "--target URL" in capsys.readouterr().out
+    args = pytest_args(["--target", "http://x"])
+    assert args[:2] == ["-c", os.devnull]
+    assert args[-2:] == ["--pyargs", "conformance.suite"]
+    assert "conformance.plugin" in args
+
+
+def _settings(target: str, timeout: float) -> Settings:
+    import spec
+
+    return Settings(
+        target=target,
+        api_key=None,
+        seed=1,
+        max_examples=None,
+        timeout=timeout,
+        report_dir=Path("reports"),
+        requirements=(),
+        skip_requirements=(),
+        gate_should=False,
+        profile=PROFILES["quick"],
+        spec_path=spec.SPEC_PATH,
+    )
+
+
+def test_a_target_that_stops_answering_is_not_asked_forever() -> None:
+    with hostile_server("silent") as target:
+        run = Run(_settings(target, 0.3), target)
+        try:
+            started = time.monotonic()
+            exchanges = [
+                run.send(RequestSpec("GET", "/v1/models")) for _ in range(BREAKER_THRESHOLD + 20)
+            ]
+            elapsed = time.monotonic() - started
+        finally:
+            run.close()
+    assert all(e.failure is not None for e in exchanges)
+    assert run.down_reason is not None and "in a row" in run.down_reason
+    assert elapsed < BREAKER_THRESHOLD * 0.3 + 3
+    assert "not sent" in (exchanges[-1].failure.message if exchanges[-1].failure else "")

@@ -1,0 +1,396 @@
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from reference.engine import (
+    ContextOverflow,
+    Engine,
+    Finish,
+    LlamaEngine,
+    Piece,
+    SamplingParams,
+)
+from reference.scheduler import ModelRunner, QueueFull, RunnerClosed
+
+
+class ScriptedEngine:
+    """A stand-in engine for the scheduler's own rules: it sleeps instead of decoding."""
+
+    name = "scripted"
+    context_size = 64
+    vocab_size = 16
+
+    def __init__(self, *, delay: float = 0.01, fail_after: int | None = None) -> None:
+        self.delay = delay
+        self.fail_after = fail_after
+        self.produced = 0
+        self.running = 0
+        self.most_running = 0
+        self._lock = threading.Lock()
+
+    def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
+        return [1] * len(text)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return "x" * len(tokens)
+
+    def render_chat(self, messages: Any, *, tools: Any = None) -> str:
+        return ""
+
+    def check(self, prompt_tokens: Sequence[int], params: SamplingParams) -> None:
+        if len(prompt_tokens) >= self.context_size:
+            raise ContextOverflow(len(prompt_tokens), self.context_size)
+
+    def generate(
+        self, prompt_tokens: Sequence[int], params: SamplingParams, cancel: threading.Event
+    ) -> Iterator[Piece | Finish]:
+        self.check(prompt_tokens, params)
+        return self._run(params, cancel)
+
+    def close(self) -> None:
+        pass
+
+    def _run(self, params: SamplingParams, cancel: threading.Event) -> Iterator[Piece | Finish]:
+        with self._lock:
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+        try:
+            for index in range(params.max_tokens):
+                if cancel.is_set():
+                    return
+                time.sleep(self.delay)
+                if index == self.fail_after:
+                    raise RuntimeError("the engine broke")
+                self.produced += 1
+                yield Piece("x", 1)
+            yield Finish("length", params.max_tokens)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+class CountingEngine:
+    """The real engine, counting what it yields, to see when a cancelled generation stops."""
+
+    def __init__(self, inner: LlamaEngine) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.produced = 0
+
+    def generate(
+        self, prompt_tokens: Sequence[int], params: SamplingParams, cancel: threading.Event
+    ) -> Iterator[Piece | Finish]:
+        for item in self.inner.generate(prompt_tokens, params, cancel):
+            self.produced += 1
+            yield item
+
+
+async def collect(runner: ModelRunner, prompt: Sequence[int], params: SamplingParams) -> list[Any]:
+    async with runner.reserve() as slot:
+        return [item async for item in slot.generate(prompt, params)]
+
+
+def test_the_scripted_engine_is_an_engine() -> None:
+    assert isinstance(ScriptedEngine(), Engine)
+
+
+def test_max_waiting_is_checked() -> None:
+    with pytest.raises(ValueError, match="max_waiting must be an int >= 0"):
+        ModelRunner(ScriptedEngine(), max_waiting=-1)
+
+
+@pytest.mark.model
+def test_reservations_run_one_after_another_in_arrival_order(
+    engine: LlamaEngine, chat_prompt: list[int]
+) -> None:
+    spans: list[tuple[int, float, float]] = []
+
+    async def request(number: int, runner: ModelRunner) -> list[Any]:
+        async with runner.reserve() as slot:
+            started = time.monotonic()
+            items = [i async for i in slot.generate(chat_prompt, SamplingParams(max_tokens=6))]
+            spans.append((number, started, time.monotonic()))
+            return items
+
+    async def main() -> list[list[Any]]:
+        runner = ModelRunner(engine, max_waiting=4)
+        try:
+            tasks = []
+            for number in range(3):
+                tasks.append(asyncio.create_task(request(number, runner)))
+                await asyncio.sleep(0)  # let each task queue up before the next arrives
+            return await asyncio.gather(*tasks)
+        finally:
+            await runner.close()
+
+    results = asyncio.run(main())
+    assert [number for number, _, _ in spans] == [0, 1, 2]
+    for (_, _, end), (_, start, _) in itertools.pairwise(spans):
+        assert end <= start
+    for items in results:
+        assert items[-1] == Finish("length", 6)
+
+
+def test_a_full_queue_is_refused_at_once_with_a_retry_estimate() -> None:
+    engine = ScriptedEngine(delay=0.02)
+
+    async def main() -> None:
+        runner = ModelRunner(engine, max_waiting=1)
+        params = SamplingParams(max_tokens=10)
+        running = asyncio.create_task(collect(runner, [1], params))
+        await asyncio.sleep(0.05)
+        waiting = asyncio.create_task(collect(runner, [1], params))
+        await asyncio.sleep(0)
+        assert (runner.busy, runner.waiting) == (True, 1)
+        with pytest.raises(QueueFull) as refused:
+            async with runner.reserve():
+                pass
+        assert refused.value.retry_after >= 1
+        assert not running.done()
+        assert [len(items) for items in await asyncio.gather(running, waiting)] == [11, 11]
+        await runner.close()
+
+    asyncio.run(main())
+    assert engine.most_running == 1
+
+
+def test_with_max_waiting_zero_only_the_running_request_is_served() -> None:
+    async def main() -> None:
+        runner = ModelRunner(ScriptedEngine(delay=0.02), max_waiting=0)
+        running = asyncio.create_task(collect(runner, [1], SamplingParams(max_tokens=5)))
+        await asyncio.sleep(0.01)
+        with pytest.raises(QueueFull):
+            async with runner.reserve():
+                pass
+        await running
+        assert len(await collect(runner, [1], SamplingParams(max_tokens=2))) == 3
+        await runner.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.model
+def test_a_cancelled_consumer_frees_the_model_within_a_token_or_two(
+    engine: LlamaEngine, chat_prompt: list[int]
+) -> None:
+    counting = CountingEngine(engine)
+    seen_at_cancel = 0
+
+    async def long_request(runner: ModelRunner, started: asyncio.Event) -> None:
+        nonlocal seen_at_cancel
+        async with runner.reserve() as slot:
+            async for _ in slot.generate(chat_prompt, SamplingParams(max_tokens=400)):
+                seen_at_cancel += 1
+                if seen_at_cancel == 3:
+                    started.set()
+
+    async def main() -> list[Any]:
+        runner = ModelRunner(counting, max_waiting=2)  # type: ignore[arg-type]
+        started = asyncio.Event()
+        victim = asyncio.create_task(long_request(runner, started))
+        await started.wait()
+        follower = asyncio.create_task(collect(runner, chat_prompt, SamplingParams(max_tokens=3)))
+        await asyncio.sleep(0)
+        victim.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await victim
+        produced_when_freed = counting.produced
+        follower_items = await follower
+        await runner.close()
+        assert produced_when_freed <= seen_at_cancel + 2
+        return follower_items
+
+    follower_items = asyncio.run(main())
+    assert follower_items[-1] == Finish("length", 3)
+
+
+@pytest.mark.model
+def test_an_abandoned_iterator_is_stopped_when_the_reservation_ends(
+    engine: LlamaEngine, chat_prompt: list[int]
+) -> None:
+    counting = CountingEngine(engine)
+
+    async def main() -> None:
+        runner = ModelRunner(counting, max_waiting=1)  # type: ignore[arg-type]
+        async with runner.reserve() as slot:
+            # Still referenced, so not finalized: only leaving the reservation can stop it.
+            pieces = slot.generate(chat_prompt, SamplingParams(max_tokens=400))
+            async for _ in pieces:
+                break
+        assert counting.produced <= 3
+        assert not runner.busy
+        await pieces.aclose()  # type: ignore[attr-defined]
+        await runner.close()
+
+    asyncio.run(main())
+
+
+def test_the_next_request_starts_only_once_a_cancelled_one_has_stopped() -> None:
+    # With a pool of several threads nothing but the runner keeps two generations apart.
+    engine = ScriptedEngine(delay=0.05)
+
+    async def main() -> None:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            runner = ModelRunner(engine, max_waiting=2, executor=pool)
+            victim = asyncio.create_task(collect(runner, [1], SamplingParams(max_tokens=100)))
+            await asyncio.sleep(0.12)
+            follower = asyncio.create_task(collect(runner, [1], SamplingParams(max_tokens=3)))
+            await asyncio.sleep(0)
+            victim.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await victim
+            assert engine.running == 0
+            assert len(await follower) == 4
+            await runner.close()
+
+    asyncio.run(main())
+    assert engine.most_running == 1
+
+
+def test_an_engine_error_reaches_the_consumer_and_frees_the_model() -> None:
+    engine = ScriptedEngine(fail_after=2)
+
+    async def main() -> None:
+        runner = ModelRunner(engine, max_waiting=1)
+        received = []
+        with pytest.raises(RuntimeError, match="the engine broke"):
+            async with runner.reserve() as slot:
+                async for item in slot.generate([1], SamplingParams(max_tokens=5)):
+                    received.append(item)
+        assert len(received) == 2
+        assert not runner.busy
+        engine.fail_after = None
+        assert len(await collect(runner, [1], SamplingParams(max_tokens=2))) == 3
+        await runner.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.model
+def test_an_invalid_request_is_raised_before_any_piece(engine: LlamaEngine) -> None:
+    async def main() -> None:
+        runner = ModelRunner(engine, max_waiting=1)
+        with pytest.raises(ContextOverflow):
+            await collect(runner, [1] * engine.context_size, SamplingParams(max_tokens=2))
+        assert len(await collect(runner, [1, 2, 3], SamplingParams(max_tokens=2))) == 3
+        await runner.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.model
+def test_several_generations_in_one_reservation(
+    engine: LlamaEngine, chat_prompt: list[int]
+) -> None:
+    async def main() -> list[list[Any]]:
+        runner = ModelRunner(engine, max_waiting=1)
+        params = SamplingParams(max_tokens=4, temperature=0)
+        async with runner.reserve() as slot:
+            first = [item async for item in slot.generate(chat_prompt, params)]
+            second = [item async for item in slot.generate(chat_prompt, params)]
+        await runner.close()
+        return [first, second]
+
+    first, second = asyncio.run(main())
+    assert first == second
+    assert first[-1] == Finish("length", 4)
+
+
+@pytest.mark.model
+def test_the_event_loop_stays_responsive_during_a_generation(
+    engine: LlamaEngine, chat_prompt: list[int]
+) -> None:
+    async def main() -> list[float]:
+        runner = ModelRunner(engine, max_waiting=1)
+        ticks: list[float] = []
+        done = False
+
+        async def ticker() -> None:
+            while not done:
+                ticks.append(time.monotonic())
+                await asyncio.sleep(0.01)
+
+        ticking = asyncio.create_task(ticker())
+        await collect(runner, chat_prompt, SamplingParams(max_tokens=48))
+        done = True
+        await ticking
+        await runner.close()
+        return ticks
+
+    ticks = asyncio.run(main())
+    gaps = [later - earlier for earlier, later in itertools.pairwise(ticks)]
+    assert len(ticks) >= 10
+    assert max(gaps) < 0.3  # a blocked loop would show one gap as long as the generation
+
+
+@pytest.mark.model
+def test_tokenizing_on_the_loop_while_the_worker_decodes_is_safe(
+    engine: LlamaEngine, chat_prompt: list[int]
+) -> None:
+    text = "Tokenize me while a generation runs: ünïcödé, 日本語, <|im_end|>."
+    expected = engine.tokenize(text, add_bos=False, special=True)
+    params = SamplingParams(max_tokens=24, temperature=0)
+    alone = list(engine.generate(chat_prompt, params, threading.Event()))
+
+    async def main() -> tuple[list[Any], list[list[int]]]:
+        runner = ModelRunner(engine, max_waiting=1)
+        results: list[list[int]] = []
+        generation = asyncio.create_task(collect(runner, chat_prompt, params))
+        while not generation.done():
+            results.append(engine.tokenize(text, add_bos=False, special=True))
+            engine.render_chat([{"role": "user", "content": text}])
+            await asyncio.sleep(0)
+        items = await generation
+        await runner.close()
+        return items, results
+
+    items, results = asyncio.run(main())
+    assert len(results) > 10
+    assert all(result == expected for result in results)
+    assert items == alone
+
+
+def test_close_lets_running_and_waiting_requests_finish_within_the_grace() -> None:
+    async def main() -> None:
+        runner = ModelRunner(ScriptedEngine(delay=0.01), max_waiting=2)
+        first = asyncio.create_task(collect(runner, [1], SamplingParams(max_tokens=5)))
+        second = asyncio.create_task(collect(runner, [1], SamplingParams(max_tokens=5)))
+        await asyncio.sleep(0.005)
+        await runner.close(grace=5.0)
+        assert first.done() and second.done()
+        assert [len(first.result()), len(second.result())] == [6, 6]
+        with pytest.raises(RunnerClosed):
+            async with runner.reserve():
+                pass
+
+    asyncio.run(main())
+
+
+def test_close_stops_what_outlasts_the_grace_and_turns_waiters_away() -> None:
+    engine = ScriptedEngine(delay=0.01)
+
+    async def main() -> None:
+        runner = ModelRunner(engine, max_waiting=2)
+        running = asyncio.create_task(collect(runner, [1], SamplingParams(max_tokens=500)))
+        await asyncio.sleep(0.05)
+        waiting = asyncio.create_task(collect(runner, [1], SamplingParams(max_tokens=5)))
+        await asyncio.sleep(0)
+        started = time.monotonic()
+        await runner.close(grace=0.05)
+        assert time.monotonic() - started < 2.0
+        with pytest.raises(RunnerClosed, match="stopped"):
+            await running
+        with pytest.raises(RunnerClosed):
+            await waiting
+
+    asyncio.run(main())
+    assert engine.produced < 100
+    assert engine.running == 0
