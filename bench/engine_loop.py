@@ -9,10 +9,13 @@ ratios taken side by side mean anything), same prompt, temperature 0:
 - (b) ``reference.engine``'s ``generate``;
 - (c) the same engine through ``reference.scheduler.ModelRunner`` (worker thread -> event loop).
 
-Each contender evaluates the whole prompt every round ((a) gets ``Llama.reset()`` so that its
-prefix cache does not skip the prompt). Prints, as medians over the rounds: end-to-end tokens/s
-(request to last token), decode tokens/s (first to last token) and time to first token, then
-the ratios b/a and c/a.
+With ``--prompt-cache cold`` (the default) each contender evaluates the whole prompt every round:
+(a) gets ``Llama.reset()``, and the engine first generates one token from an unrelated prompt,
+outside the timing, so that its KV cache holds nothing to reuse. With ``warm`` each keeps its
+cache, as a server does between requests: (a) re-evaluates the prompt's last token (its prefix
+reuse), the engine evaluates nothing (it keeps the prompt's logits). Prints, as medians over the
+rounds: end-to-end tokens/s (request to last token), decode tokens/s (first to last token) and
+time to first token, then the ratios b/a and c/a.
 """
 
 from __future__ import annotations
@@ -78,9 +81,16 @@ def first(timing: Timing) -> float:
     return timing.first
 
 
-def llama_cpp_python(llama: Llama, prompt: list[int], max_tokens: int) -> Callable[[], Timing]:
+#: Shares no token with a chat prompt, so evaluating it leaves the engine nothing to reuse.
+UNRELATED = SamplingParams(max_tokens=1, temperature=0.0)
+
+
+def llama_cpp_python(
+    llama: Llama, prompt: list[int], max_tokens: int, *, cold: bool
+) -> Callable[[], Timing]:
     def run() -> Timing:
-        llama.reset()
+        if cold:
+            llama.reset()
         started = time.perf_counter()
         first = 0.0
         tokens = 0
@@ -98,10 +108,18 @@ def llama_cpp_python(llama: Llama, prompt: list[int], max_tokens: int) -> Callab
     return run
 
 
+def forget(engine: LlamaEngine, unrelated: list[int]) -> None:
+    """Leave the engine's KV cache with nothing the benchmark prompt can reuse."""
+    for _ in engine.generate(unrelated, UNRELATED, threading.Event()):
+        pass
+
+
 def engine_direct(
-    engine: LlamaEngine, prompt: list[int], params: SamplingParams
+    engine: LlamaEngine, prompt: list[int], params: SamplingParams, unrelated: list[int] | None
 ) -> Callable[[], Timing]:
     def run() -> Timing:
+        if unrelated is not None:
+            forget(engine, unrelated)
         started = time.perf_counter()
         first = 0.0
         tokens = 0
@@ -116,11 +134,17 @@ def engine_direct(
 
 
 def engine_via_runner(
-    loop: asyncio.Runner, runner: ModelRunner, prompt: list[int], params: SamplingParams
+    loop: asyncio.Runner,
+    runner: ModelRunner,
+    prompt: list[int],
+    params: SamplingParams,
+    unrelated: list[int] | None,
 ) -> Callable[[], Timing]:
     """One event loop and one runner for all rounds, as in a server."""
 
     async def once() -> Timing:
+        if unrelated is not None:
+            forget(runner.engine, unrelated)  # the runner is idle between rounds
         started = time.perf_counter()
         first = 0.0
         tokens = 0
@@ -150,7 +174,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--prompt-cache",
+        choices=("cold", "warm"),
+        default="cold",
+        help="evaluate the whole prompt every round (cold), or let each keep its cache (warm)",
+    )
     args = parser.parse_args()
+    cold = args.prompt_cache == "cold"
     model = args.model or default_model_path()
 
     engine = load_engine(model, context_size=2048, threads=args.threads)
@@ -159,17 +190,18 @@ def main() -> None:
     )
     prompt = engine.tokenize(engine.render_chat(PROMPT), add_bos=False, special=True)
     params = SamplingParams(max_tokens=args.max_tokens, temperature=0.0)
+    unrelated = engine.tokenize("Tides.", add_bos=False, special=False) if cold else None
     loop = asyncio.Runner()
     runner = ModelRunner(engine, max_waiting=1)
     contenders = [
         Contender(
             "(a) llama-cpp-python create_completion(stream=True)",
-            llama_cpp_python(llama, prompt, args.max_tokens),
+            llama_cpp_python(llama, prompt, args.max_tokens, cold=cold),
         ),
-        Contender("(b) engine.generate", engine_direct(engine, prompt, params)),
+        Contender("(b) engine.generate", engine_direct(engine, prompt, params, unrelated)),
         Contender(
             "(c) engine via ModelRunner",
-            engine_via_runner(loop, runner, prompt, params),
+            engine_via_runner(loop, runner, prompt, params, unrelated),
         ),
     ]
     for contender in contenders:  # warm-up: page the weights in, start the thread pools
@@ -180,8 +212,8 @@ def main() -> None:
             contender.timings.append(contender.run())
 
     print(
-        f"model {model.name}, prompt {len(prompt)} tokens, max_tokens {args.max_tokens}, "
-        f"threads {args.threads}, rounds {args.rounds}"
+        f"model {model.name}, prompt {len(prompt)} tokens ({args.prompt_cache} cache), "
+        f"max_tokens {args.max_tokens}, threads {args.threads}, rounds {args.rounds}"
     )
     print(f"{'contender':52} {'tokens':>6} {'tok/s':>7} {'decode tok/s':>12} {'ttft ms':>8}")
     for c in contenders:

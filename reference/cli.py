@@ -22,6 +22,7 @@ import uvicorn
 
 from reference.app import create_app
 from reference.config import Config, ConfigError
+from reference.disconnect import CancelOnDisconnect
 from reference.pool import ModelPool
 
 __all__ = ["main"]
@@ -94,14 +95,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
     app = create_app(config, pool=pool)
     server_config = uvicorn.Config(
-        app,
+        CancelOnDisconnect(app),
         host=config.server.host,
         port=config.server.port,
         log_level=args.log_level,
         access_log=False,  # our own access log has one line per request, streams included
         lifespan="on",
-        # After the grace period a generation stops within a token, but a prompt being
-        # evaluated cannot be interrupted: leave time for that before cutting connections.
+        # After the grace period a generation stops within a token, and a prompt being
+        # evaluated within a chunk of it (about 32 tokens): leave time for that, on a busy
+        # machine too, before cutting connections.
         timeout_graceful_shutdown=math.ceil(config.server.shutdown_grace) + _CUT_AFTER_GRACE,
         log_config=None,  # keep the logging set up above
     )

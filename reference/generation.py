@@ -10,17 +10,19 @@ answers with one JSON object or, for `"stream": true`, with server-sent chunks.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, aclosing
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import falcon.asgi
 
 from reference import streaming
+from reference.chat_prompt import render_chat_prompt
 from reference.engine import (
     ContextOverflow,
     Engine,
@@ -33,6 +35,7 @@ from reference.engine import (
 )
 from reference.errors import APIError, bad_request, queue_full
 from reference.scheduler import ModelRunner, QueueFull, RunnerClosed, Slot
+from reference.tool_calls import Emit, Shaper, TextShaper, ToolPlan, merge_deltas, read_tools
 
 __all__ = ["MAX_CHOICES", "Plan", "Prompt", "plan_chat", "plan_completion", "serve"]
 
@@ -66,22 +69,39 @@ class Plan:
     include_usage: bool = False
     logprobs: bool = False
     echo: bool = False
+    tools: ToolPlan = field(default_factory=ToolPlan)
+    best_of: int | None = None
+
+    @property
+    def candidates(self) -> int:
+        """Generations per prompt: `best_of` when given, else `n`."""
+        return max(self.best_of or self.n, self.n)
+
+    def params_for(self, j: int) -> SamplingParams:
+        """The params of a prompt's `j`-th generation.
+
+        With a seed, generation `j` samples with `seed + j`, so that `n` choices differ from
+        each other and the same request still returns the same choices.
+        """
+        params = self.params
+        if params.seed is not None and j:
+            params = replace(params, seed=params.seed + j)
+        if self.candidates > self.n and params.top_logprobs is None:
+            # `best_of` ranks candidates by their tokens' logprobs.
+            params = replace(params, top_logprobs=0)
+        return params
 
     def choices(self) -> list[tuple[int, Prompt, SamplingParams]]:
-        """Each choice's index, prompt and params: `n` per prompt, indexes consecutive.
+        """Each choice's index, prompt and params: `n` per prompt, indexes consecutive."""
+        return [
+            (p * self.n + j, prompt, self.params_for(j))
+            for p, prompt in enumerate(self.prompts)
+            for j in range(self.n)
+        ]
 
-        With a seed, choice `i` samples with `seed + i`, so that `n` choices differ from each
-        other and the same request still returns the same choices.
-        """
-        plans = []
-        for p, prompt in enumerate(self.prompts):
-            for j in range(self.n):
-                index = p * self.n + j
-                params = self.params
-                if params.seed is not None and j:
-                    params = replace(params, seed=params.seed + j)
-                plans.append((index, prompt, params))
-        return plans
+    def shaper(self) -> Shaper:
+        """A fresh shaper of one choice's output: text, or tool calls."""
+        return self.tools.shaper() if self.kind == "chat" else TextShaper()
 
 
 # ---------------------------------------------------------------- reading requests
@@ -130,6 +150,14 @@ def _stream_options(body: Mapping[str, Any]) -> tuple[bool, bool]:
     return stream, stream and bool(options.get("include_usage"))
 
 
+def _plan(body: Mapping[str, Any], kind: Kind, model: str, **fields: Any) -> Plan:
+    """The `Plan`, with the fields every request reads the same way (`n`, streaming)."""
+    stream, include_usage = _stream_options(body)
+    return Plan(
+        kind=kind, model=model, n=_n(body), stream=stream, include_usage=include_usage, **fields
+    )
+
+
 _max_token_bytes: weakref.WeakKeyDictionary[Engine, int] = weakref.WeakKeyDictionary()
 
 
@@ -169,25 +197,20 @@ async def _tokenize(
     return tuple(tokens)
 
 
-async def _render(engine: Engine, messages: Any, tools: Any) -> str:
-    """The chat prompt, rendered in a thread when the conversation is large."""
-    size = sum(len(str(message.get("content") or "")) for message in messages)
-    try:
-        if size > _OFF_LOOP_CHARS or len(messages) > 256:
-            return await asyncio.to_thread(engine.render_chat, messages, tools=tools)
-        return engine.render_chat(messages, tools=tools)
-    except InvalidRequest as error:
-        raise bad_request(f"{_field('messages')}: {error}") from None
-
-
-def _check(engine: Engine, prompt: Prompt, params: SamplingParams, prompt_field: str) -> None:
+def _check(
+    engine: Engine,
+    prompt: Prompt,
+    params: SamplingParams,
+    prompt_field: str,
+    grammar_field: str = "response_format",
+) -> None:
     """Refuse now, before the queue, what the engine would refuse at generation."""
     try:
         engine.check(prompt.tokens, params)
     except ContextOverflow as error:
         raise bad_request(f"{_field(prompt_field)} is too long: {error}") from None
     except InvalidGrammar as error:
-        raise bad_request(f"{_field('response_format')}: {error}") from None
+        raise bad_request(f"{_field(grammar_field)}: {error}") from None
     except InvalidRequest as error:
         raise bad_request(str(error)) from None
 
@@ -201,31 +224,6 @@ def _chat_grammar(body: Mapping[str, Any]) -> dict[str, Any]:
         schema = response_format["json_schema"].get("schema")
         return {"json_schema": schema if schema is not None else {}}
     return {}
-
-
-def _chat_tools(body: Mapping[str, Any]) -> list[Mapping[str, Any]] | None:
-    """The tools to show the model, or a 400 for the tool choices not honoured yet."""
-    tool_choice = body.get("tool_choice")
-    if tool_choice == "required" or isinstance(tool_choice, Mapping):
-        raise bad_request(
-            f"{_field('tool_choice')} {tool_choice!r} is not supported yet: "
-            "use 'auto' or 'none' (tool calls are not parsed from the output)"
-        )
-    function_call = body.get("function_call")
-    if isinstance(function_call, Mapping):
-        raise bad_request(
-            f"{_field('function_call')} naming a function is not supported yet: "
-            "use 'auto' or 'none'"
-        )
-    if tool_choice == "none" or function_call == "none":
-        return None
-    tools = body.get("tools")
-    if tools:
-        return list(tools)
-    functions = body.get("functions")
-    if functions:
-        return [{"type": "function", "function": function} for function in functions]
-    return None
 
 
 async def plan_chat(body: Mapping[str, Any], *, model: str, engine: Engine) -> Plan:
@@ -243,29 +241,25 @@ async def plan_chat(body: Mapping[str, Any], *, model: str, engine: Engine) -> P
     n = _n(body)
     if n > MAX_CHOICES:
         raise bad_request(f"{_field('n')} may be at most {MAX_CHOICES}")
-    tools = _chat_tools(body)
+    tools = read_tools(body)
+    # A forced or required call is the whole output: its grammar wins over `response_format`.
+    call_schema = tools.json_schema
+    grammar = {"json_schema": call_schema} if call_schema is not None else _chat_grammar(body)
     params = _sampling(
         body,
         engine,
         top_logprobs=(_as_int(top_logprobs) if top_logprobs is not None else 0)
         if logprobs
         else None,
-        **_chat_grammar(body),
+        **grammar,
     )
-    text = await _render(engine, body["messages"], tools)
+    text = await render_chat_prompt(engine, body["messages"], tools.offered)
     tokens = await _tokenize(engine, text, add_bos=False, prompt_field="messages")
     prompt = Prompt(text=text, tokens=tokens)
-    _check(engine, prompt, params, "messages")
-    stream, include_usage = _stream_options(body)
-    return Plan(
-        kind="chat",
-        model=model,
-        prompts=(prompt,),
-        params=params,
-        n=n,
-        stream=stream,
-        include_usage=include_usage,
-        logprobs=logprobs,
+    grammar_field = "tools" if call_schema is not None else "response_format"
+    _check(engine, prompt, params, "messages", grammar_field)
+    return _plan(
+        body, "chat", model, prompts=(prompt,), params=params, logprobs=logprobs, tools=tools
     )
 
 
@@ -276,23 +270,29 @@ async def plan_completion(body: Mapping[str, Any], *, model: str, engine: Engine
             f"{_field('suffix')} is not supported by model {model!r}: it cannot fill in the middle"
         )
     n = _n(body)
-    best_of = body.get("best_of")
-    if best_of is not None and _as_int(best_of) < n:
+    best_of = _as_int(body["best_of"]) if body.get("best_of") is not None else None
+    if best_of is not None and best_of < n:
         raise bad_request(f"{_field('best_of')} ({best_of}) must be at least {_field('n')} ({n})")
-    if best_of is not None and _as_int(best_of) > n:
-        raise bad_request(f"{_field('best_of')} greater than {_field('n')} is not supported yet")
+    if best_of is not None and best_of > n and body.get("stream"):
+        raise bad_request(
+            f"{_field('best_of')} greater than {_field('n')} cannot be streamed: "
+            "the best choices are known only when all are generated"
+        )
     logprobs = body.get("logprobs")
     echo = bool(body.get("echo", False))
     if echo and logprobs is not None:
         raise bad_request(
-            f"{_field('echo')} with {_field('logprobs')} is not supported yet: "
-            "the prompt's log probabilities are not computed"
+            f"{_field('echo')} with {_field('logprobs')} is not supported: the prompt's own "
+            "log probabilities would need the model's logits at every prompt position, "
+            "which this server's engine does not keep"
         )
     raw_prompt = body["prompt"]
     texts = [raw_prompt] if isinstance(raw_prompt, str) else list(raw_prompt)
-    if len(texts) * n > MAX_CHOICES:
+    generations = len(texts) * max(best_of or n, n)
+    if generations > MAX_CHOICES:
         raise bad_request(
-            f"{len(texts)} prompts x {_field('n')} {n} is more than {MAX_CHOICES} choices"
+            f"{len(texts)} prompts x {_field('best_of') if best_of else _field('n')} "
+            f"{best_of or n} is more than {MAX_CHOICES} generations"
         )
     params = _sampling(
         body, engine, top_logprobs=_as_int(logprobs) if logprobs is not None else None
@@ -308,17 +308,15 @@ async def plan_completion(body: Mapping[str, Any], *, model: str, engine: Engine
     )
     for prompt in prompts:
         _check(engine, prompt, params, "prompt")
-    stream, include_usage = _stream_options(body)
-    return Plan(
-        kind="completion",
-        model=model,
+    return _plan(
+        body,
+        "completion",
+        model,
         prompts=prompts,
         params=params,
-        n=n,
-        stream=stream,
-        include_usage=include_usage,
         logprobs=logprobs is not None,
         echo=echo,
+        best_of=best_of,
     )
 
 
@@ -417,34 +415,84 @@ class _Response:
         }
 
 
+@dataclass(frozen=True)
+class _End:
+    """The end of one choice: its finish reason and the tokens it consumed."""
+
+    reason: str
+    completion_tokens: int
+
+
+async def _choice_emits(
+    plan: Plan, slot: Slot, prompt: Prompt, params: SamplingParams
+) -> AsyncIterator[Emit | _End]:
+    """One choice's deltas, as its text is generated, then its `_End`."""
+    shaper = plan.shaper()
+    if plan.echo and prompt.text:
+        yield Emit({"content": prompt.text})
+    for emit in shaper.start():
+        yield emit
+    finish: Finish | None = None
+    async with aclosing(slot.generate(prompt.tokens, params)) as items:
+        async for item in items:
+            if item.__class__ is Piece:
+                for emit in shaper.feed(item.text, item.logprobs):
+                    yield emit
+            else:
+                finish = item
+    if finish is None:
+        raise RuntimeError("the generation ended without a finish")
+    tail, reason = shaper.finish(finish.reason)
+    for emit in tail:
+        yield emit
+    yield _End(reason, finish.completion_tokens)
+
+
+def _mean_logprob(entries: Sequence[TokenLogprob]) -> float:
+    """`best_of`'s score, as OpenAI ranks: the highest log probability per token."""
+    if not entries:
+        return -math.inf
+    return math.fsum(entry.logprob for entry in entries) / len(entries)
+
+
 async def _complete(plan: Plan, slot: Slot) -> dict[str, Any]:
-    """Generate every choice and return the `chat.completion` object."""
+    """Generate every choice and return the `chat.completion` object.
+
+    With `best_of > n`, each prompt's `best_of` candidates are generated and the `n` with the
+    highest mean token logprob are returned, best first; usage counts every candidate.
+    """
     response = _Response(plan)
     choices = []
-    for index, prompt, params in plan.choices():
-        parts: list[str] = [prompt.text] if plan.echo else []
-        entries: list[TokenLogprob] = []
-        finish: Finish | None = None
-        async with aclosing(slot.generate(prompt.tokens, params)) as items:
-            async for item in items:
-                if item.__class__ is Piece:
-                    parts.append(item.text)
-                    entries.extend(item.logprobs)
-                else:
-                    finish = item
-        if finish is None:
-            raise RuntimeError("the generation ended without a finish")
-        response.completion_tokens += finish.completion_tokens
-        text = "".join(parts)
-        choice: dict[str, Any] = {
-            "index": index,
-            "message": {"role": "assistant", "content": text},
-            "logprobs": response.logprobs(entries, 0),
-            "finish_reason": finish.reason,
-        }
-        if plan.kind == "completion":
-            choice["text"] = text
-        choices.append(choice)
+    for p, prompt in enumerate(plan.prompts):
+        candidates: list[tuple[float, dict[str, Any]]] = []
+        for j in range(plan.candidates):
+            emits: list[Emit] = []
+            end: _End | None = None
+            async with aclosing(_choice_emits(plan, slot, prompt, plan.params_for(j))) as items:
+                async for item in items:
+                    if isinstance(item, Emit):
+                        emits.append(item)
+                    else:
+                        end = item
+            assert end is not None
+            response.completion_tokens += end.completion_tokens
+            entries = [entry for emit in emits for entry in emit.logprobs]
+            message = merge_deltas(emits)
+            choice: dict[str, Any] = {
+                "index": 0,
+                "message": message,
+                "logprobs": response.logprobs(entries, 0),
+                "finish_reason": end.reason,
+            }
+            if plan.kind == "completion":
+                choice["text"] = message["content"]
+            candidates.append((_mean_logprob(entries), choice))
+        if plan.candidates > plan.n:
+            # sorted() is stable: equal scores keep the order of generation.
+            candidates = sorted(candidates, key=lambda scored: -scored[0])[: plan.n]
+        for k, (_, choice) in enumerate(candidates):
+            choice["index"] = p * plan.n + k
+            choices.append(choice)
     return {
         "id": response.id,
         "object": "chat.completion",
@@ -456,28 +504,32 @@ async def _complete(plan: Plan, slot: Slot) -> dict[str, Any]:
 
 
 async def _chunks(plan: Plan, slot: Slot) -> AsyncIterator[dict[str, Any]]:
-    """The stream's chunks: per choice a role chunk, content chunks, a finish chunk."""
+    """The stream's chunks: per choice a role chunk, delta chunks, a finish chunk.
+
+    The finish chunk's delta is `{"content": ""}`, or `{}` after tool call deltas.
+    """
     response = _Response(plan)
+    calls_only = plan.kind == "chat" and plan.tools.mode in ("forced", "required")
     for index, prompt, params in plan.choices():
-        yield response.chunk(index, {"role": "assistant", "content": ""})
+        yield response.chunk(index, {"role": "assistant", "content": None if calls_only else ""})
         offset = 0
-        if plan.echo and prompt.text:
-            offset = len(prompt.text)
-            yield response.chunk(index, {"content": prompt.text})
-        finish: Finish | None = None
-        async with aclosing(slot.generate(prompt.tokens, params)) as items:
+        called = False
+        end: _End | None = None
+        async with aclosing(_choice_emits(plan, slot, prompt, params)) as items:
             async for item in items:
-                if item.__class__ is Piece:
-                    if item.text or item.logprobs:
+                if isinstance(item, Emit):
+                    delta = item.delta
+                    if "content" in delta:
                         logprobs = response.logprobs(item.logprobs, offset)
-                        offset += len(item.text)
-                        yield response.chunk(index, {"content": item.text}, logprobs=logprobs)
+                        offset += len(delta["content"])
+                    else:
+                        logprobs, called = None, True
+                    yield response.chunk(index, delta, logprobs=logprobs)
                 else:
-                    finish = item
-        if finish is None:
-            raise RuntimeError("the generation ended without a finish")
-        response.completion_tokens += finish.completion_tokens
-        yield response.chunk(index, {"content": ""}, finish_reason=finish.reason)
+                    end = item
+        assert end is not None
+        response.completion_tokens += end.completion_tokens
+        yield response.chunk(index, {} if called else {"content": ""}, finish_reason=end.reason)
     if plan.include_usage:
         yield response.usage_chunk()
 

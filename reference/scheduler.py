@@ -89,9 +89,10 @@ class Slot:
         """Run ``engine.generate`` in the worker and yield its pieces, then one `Finish`.
 
         Errors raised by the engine (`reference.engine.InvalidRequest` among them) are raised
-        here. If the consumer stops early, the generation is cancelled within a token; so is a
-        previous generation of this slot still running when this one starts. If the runner is
-        shut down mid-way, `RunnerClosed` is raised instead of a `Finish`.
+        here. If the consumer stops early, the generation is cancelled within a token (or a
+        prompt chunk, while the prompt is evaluated); so is a previous generation of this slot
+        still running when this one starts. If the runner is shut down mid-way, `RunnerClosed`
+        is raised instead of a `Finish`.
         """
         if self._released:
             raise RuntimeError("this slot's reservation has ended")
@@ -147,7 +148,8 @@ class Slot:
                 except asyncio.CancelledError:
                     # Releasing the model while its thread still decodes would let the next
                     # request into a Llama that is not thread-safe. The thread ends within
-                    # a token now that its cancel flag is set; then the cancellation goes on.
+                    # a token or a prompt chunk now that its cancel flag is set; then the
+                    # cancellation goes on.
                     interrupted = True
         self._jobs = [job for job in self._jobs if not job.future.done()]
         if interrupted:

@@ -15,6 +15,10 @@ class StopMatcher:
     stop sequence, and releases it as soon as it can no longer be one. Released text therefore
     never contains, nor ends inside, a stop sequence. (llama-cpp-python does the same inside
     ``create_completion``, mixed with its bytes handling; it has no reusable piece for it.)
+
+    When stop sequences overlap, the one that is complete first wins (the earliest to end; of
+    those, the earliest to begin): generation stops the moment a stop sequence is complete, so
+    this is the only rule whose answer does not depend on how the text was cut into chunks.
     """
 
     __slots__ = ("_held", "_longest", "_stops")
@@ -33,10 +37,10 @@ class StopMatcher:
         the caller should push nothing more.
         """
         buffer = self._held + text
-        cut = min((i for i in map(buffer.find, self._stops) if i >= 0), default=-1)
-        if cut >= 0:
+        found = [(i + len(stop), i) for stop in self._stops if (i := buffer.find(stop)) >= 0]
+        if found:
             self._held = ""
-            return buffer[:cut], True
+            return buffer[: min(found)[1]], True
         held = self._partial_tail(buffer)
         self._held = buffer[len(buffer) - held :]
         return buffer[: len(buffer) - held], False

@@ -101,6 +101,12 @@ def test_the_earliest_of_several_stops_wins() -> None:
     assert run_matcher(["cd", "b"], ["abcd"]) == ("a", True)
 
 
+def test_of_overlapping_stops_the_one_complete_first_wins_however_the_text_is_cut() -> None:
+    assert run_matcher(["a", "\naa"], ["\na", "a"]) == ("\n", True)
+    assert run_matcher(["a", "\naa"], ["\naa"]) == ("\n", True)
+    assert run_matcher(["xa", "a"], ["xa"]) == ("", True)
+
+
 @given(
     text=st.text(alphabet="abc\n", max_size=40),
     stops=st.lists(st.text(alphabet="abc\n", min_size=1, max_size=4), min_size=1, max_size=4),
@@ -111,8 +117,9 @@ def test_matcher_output_is_the_text_up_to_the_first_stop_however_it_is_chunked(
 ) -> None:
     bounds = sorted({0, len(text), *(c for c in cuts if c <= len(text))})
     chunks = [text[a:b] for a, b in itertools.pairwise(bounds)]
-    found = [i for i in (text.find(s) for s in stops) if i >= 0]
-    expected = (text[: min(found)], True) if found else (text, False)
+    # The stop sequence complete first wins: the earliest to end, then the earliest to begin.
+    found = [(i + len(s), i) for s in stops if (i := text.find(s)) >= 0]
+    expected = (text[: min(found)[1]], True) if found else (text, False)
     assert run_matcher(stops, chunks) == expected
 
 

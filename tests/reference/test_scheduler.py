@@ -213,6 +213,45 @@ def test_a_cancelled_consumer_frees_the_model_within_a_token_or_two(
 
 
 @pytest.mark.model
+def test_a_request_cancelled_during_its_prompt_frees_the_model_before_the_prompt_is_done(
+    engine: LlamaEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = " ".join(f"Entry {n}: the lamp was lit at dusk." for n in range(60))
+    long_prompt = engine.tokenize(text, add_bos=False, special=False)[: engine.context_size - 8]
+    short_prompt = engine.tokenize("The sea is", add_bos=False, special=False)
+    llama = engine._llama
+    real_eval = llama.eval
+    evaluated: list[int] = []  # the length of each prompt chunk evaluated, in order
+
+    async def main() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        first_chunk_done = asyncio.Event()
+
+        def spying_eval(tokens: Sequence[int]) -> None:
+            real_eval(tokens)
+            if len(tokens) > 1:
+                evaluated.append(len(tokens))
+                loop.call_soon_threadsafe(first_chunk_done.set)
+
+        monkeypatch.setattr(llama, "eval", spying_eval)
+        runner = ModelRunner(engine, max_waiting=2)
+        victim = asyncio.create_task(collect(runner, long_prompt, SamplingParams(max_tokens=5)))
+        await first_chunk_done.wait()
+        follower = asyncio.create_task(collect(runner, short_prompt, SamplingParams(max_tokens=2)))
+        await asyncio.sleep(0)
+        victim.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await victim
+        victim_chunks = len(evaluated)
+        follower_items = await follower
+        await runner.close()
+        assert victim_chunks < len(long_prompt) // 32, "the whole prompt was evaluated"
+        return follower_items
+
+    assert asyncio.run(main())[-1] == Finish("length", 2)
+
+
+@pytest.mark.model
 def test_an_abandoned_iterator_is_stopped_when_the_reservation_ends(
     engine: LlamaEngine, chat_prompt: list[int]
 ) -> None:

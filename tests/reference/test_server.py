@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -219,3 +220,28 @@ def test_start_up_failures_are_one_clear_line(tmp_path: Path) -> None:
     assert done.returncode == 3
     assert "no GGUF file at /nonexistent/model.gguf" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_client_gone_before_a_plain_answer_frees_the_model(server: ServerProcess) -> None:
+    body = {**long_stream_body(1500), "stream": False}
+    request = json.dumps(body).encode()
+    with socket.create_connection(("127.0.0.1", int(server.base_url.rsplit(":", 1)[1]))) as sock:
+        sock.sendall(
+            b"POST " + COMPLETIONS.encode() + b" HTTP/1.1\r\nHost: test\r\n"
+            b"Content-Type: application/json\r\n"
+            b"Content-Length: " + str(len(request)).encode() + b"\r\n\r\n" + request
+        )
+        time.sleep(0.5)  # likely mid-generation; any moment must do
+    # 1500 tokens would hold the model for 15 s or more. Ordering, not timing: the abandoned
+    # request is logged as cancelled, and only then is the next one answered.
+    response = httpx.post(
+        f"{server.base_url}{COMPLETIONS}",
+        json={"model": "asha", "prompt": "Hello there", "max_tokens": 2},
+        timeout=120,
+    )
+    assert response.status_code == 200
+    log = server.log()
+    gone = log.find("client gone before the response; generation cancelled")
+    assert gone >= 0, log
+    answered = log.find("POST /v1/completions 200", gone)
+    assert answered > gone, log

@@ -1,0 +1,310 @@
+"""The engine reuses the KV cache of earlier prompts without changing a single logit.
+
+Each request's pieces (text and logprobs, compared exactly as floats) must be what a freshly
+loaded engine gives for it, whatever ran before on the warm one. A spy on ``Llama.eval`` (the
+real call still runs) shows that the cache really was reused, so that equality proves something.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reference.engine import Finish, LlamaEngine, Piece, SamplingParams, load_engine
+from reference.engine._llama import _SHORTEST_TAIL, PROMPT_CHUNK, _chunk_plan, _shared_chunks
+from tests.reference.conftest import TEST_CONTEXT_SIZE
+
+pytestmark = pytest.mark.model
+
+SYSTEM = (
+    "You are the keeper of a lighthouse on a rocky island far out at sea. You answer every "
+    "question in the voice of an old sailor, with short sentences, and you always mention the "
+    "weather, the ships that passed this week, and the gulls that nest below the lamp room."
+)
+QUESTIONS = (
+    "What did you see last night?",
+    "What did you eat for breakfast?",
+    "How do you clean the big lens?",
+)
+#: Greedy with logprobs (the strictest comparison), and sampled with a seed.
+REQUESTS = (
+    SamplingParams(max_tokens=6, temperature=0, top_logprobs=5),
+    SamplingParams(max_tokens=6, temperature=1.0, seed=7, top_logprobs=2),
+)
+
+Evals = list[tuple[int, int]]
+
+
+def run(engine: LlamaEngine, prompt: Sequence[int], params: SamplingParams) -> list[Any]:
+    return list(engine.generate(prompt, params, threading.Event()))
+
+
+@pytest.fixture
+def spy(monkeypatch: pytest.MonkeyPatch) -> Callable[[LlamaEngine], Evals]:
+    """Record each ``eval`` of tokens by an engine's Llama as ``(first position, token count)``.
+
+    ``Llama.generate`` calls ``eval([])`` when its prompt is cached whole: that evaluates
+    nothing and is not recorded.
+    """
+
+    def attach(engine: LlamaEngine) -> Evals:
+        llama = engine._llama
+        calls: Evals = []
+        real_eval = llama.eval
+
+        def recording_eval(tokens: Sequence[int]) -> None:
+            if len(tokens):
+                calls.append((llama.n_tokens, len(tokens)))
+            real_eval(tokens)
+
+        monkeypatch.setattr(llama, "eval", recording_eval)
+        return calls
+
+    return attach
+
+
+@pytest.fixture(scope="module")
+def chats(engine: LlamaEngine) -> list[list[int]]:
+    """Chat prompts sharing a long system turn, then one extending the first conversation."""
+
+    def tokens(*turns: tuple[str, str]) -> list[int]:
+        messages = [{"role": "system", "content": SYSTEM}]
+        messages += [{"role": role, "content": content} for role, content in turns]
+        return engine.tokenize(engine.render_chat(messages), add_bos=False, special=True)
+
+    prompts = [tokens(("user", question)) for question in QUESTIONS]
+    answer = "".join(
+        item.text
+        for item in run(engine, prompts[0], SamplingParams(max_tokens=8, temperature=0))
+        if isinstance(item, Piece)
+    )
+    prompts.append(tokens(("user", QUESTIONS[0]), ("assistant", answer), ("user", "And then?")))
+    return prompts
+
+
+@pytest.fixture(scope="module")
+def fresh_results(model_path: Path, chats: list[list[int]]) -> dict[tuple[int, int], list[Any]]:
+    """Each (prompt, request)'s items from an engine loaded for it alone: nothing to reuse."""
+    results = {}
+    for p, prompt in enumerate(chats):
+        for r, params in enumerate(REQUESTS):
+            engine = load_engine(model_path, context_size=TEST_CONTEXT_SIZE, threads=2)
+            try:
+                results[p, r] = run(engine, prompt, params)
+            finally:
+                engine.close()
+    return results
+
+
+def test_the_prompts_share_a_chunk(engine: LlamaEngine, chats: list[list[int]]) -> None:
+    first, second, _, follow_up = chats
+    end_of_turn = engine._end_of_generation
+    plans = [_chunk_plan(prompt, PROMPT_CHUNK, end_of_turn) for prompt in (first, second)]
+    assert _shared_chunks(plans[0], first, plans[1], second) > 0
+    assert follow_up[: len(first)] == first
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2, 3), (3, 2, 1, 0), (1, 3, 0, 2, 0, 3)])
+def test_a_warm_cache_gives_exactly_the_fresh_logprobs(
+    engine: LlamaEngine,
+    chats: list[list[int]],
+    fresh_results: dict[tuple[int, int], list[Any]],
+    spy: Callable[[LlamaEngine], Evals],
+    order: tuple[int, ...],
+) -> None:
+    evals = spy(engine)
+    reused_some = False
+    for p in order:
+        for r, params in enumerate(REQUESTS):
+            evals.clear()
+            items = run(engine, chats[p], params)
+            assert items == fresh_results[p, r], f"prompt {p}, request {r}"
+            assert any(isinstance(item, Piece) and item.logprobs for item in items)
+            # Each request's first evaluation starts where the cache stopped being reusable.
+            reused_some |= bool(evals) and evals[0][0] > 0
+    assert reused_some, "the cache was never reused: the comparison proves nothing"
+
+
+def test_a_repeated_prompt_evaluates_nothing_and_samples_the_same(
+    engine: LlamaEngine,
+    chats: list[list[int]],
+    fresh_results: dict[tuple[int, int], list[Any]],
+    spy: Callable[[LlamaEngine], Evals],
+) -> None:
+    evals = spy(engine)
+    greedy, sampled = REQUESTS
+    assert run(engine, chats[1], greedy) == fresh_results[1, 0]
+    assert evals, "the first run evaluates its prompt"
+    evals.clear()
+    # After a generation (its tokens were evaluated after the prompt's) and after none.
+    assert run(engine, chats[1], sampled) == fresh_results[1, 1]
+    first_token = fresh_results[1, 0][0]
+    assert run(engine, chats[1], replace(greedy, max_tokens=1)) == [
+        first_token,
+        Finish("length", 1),
+    ]
+    assert run(engine, chats[1], greedy) == fresh_results[1, 0]
+    # Only the generated tokens were evaluated, each once, after the prompt.
+    assert evals == 2 * [(len(chats[1]) + n, 1) for n in range(5)]
+    # Another prompt in between: the repeat evaluates again, from a reused prefix.
+    run(engine, chats[2], replace(greedy, max_tokens=1))
+    evals.clear()
+    assert run(engine, chats[1], greedy) == fresh_results[1, 0]
+    assert evals[0][0] > 0
+
+
+def test_a_prompt_without_turns_is_cut_every_chunk_and_its_short_tail_joined(
+    engine: LlamaEngine, spy: Callable[[LlamaEngine], Evals]
+) -> None:
+    evals = spy(engine)
+    text = " ".join(f"lamp {n} lit." for n in range(40))
+    prompt = engine.tokenize(text, add_bos=False, special=False)[: 2 * PROMPT_CHUNK + 1]
+    assert len(prompt) == 2 * PROMPT_CHUNK + 1
+    run(engine, [1, 2, 3], SamplingParams(max_tokens=1))  # nothing reusable for `prompt`
+    evals.clear()
+    run(engine, prompt, SamplingParams(max_tokens=1, temperature=0))
+    assert evals == [(0, PROMPT_CHUNK), (PROMPT_CHUNK, PROMPT_CHUNK + 1)]
+
+
+END_OF_TURN = frozenset({0})
+tokens = st.lists(st.integers(min_value=0, max_value=2), max_size=30)
+
+
+@given(prompt=tokens, chunk=st.integers(2, 8))
+def test_a_plan_covers_the_prompt_in_order_with_no_short_tail(
+    prompt: list[int], chunk: int
+) -> None:
+    plan = _chunk_plan(prompt, chunk, END_OF_TURN)
+    assert plan[0][0] == 0 and plan[-1][1] == len(prompt)
+    assert [begin for begin, _ in plan[1:]] == [end for _, end in plan[:-1]]
+    assert all(end > begin for begin, end in plan) or prompt == []
+    assert len(plan) == 1 or plan[-1][1] - plan[-1][0] >= _SHORTEST_TAIL
+
+
+def shares(a: list[int], b: list[int], plan_a: list[Any], plan_b: list[Any], n: int) -> bool:
+    """Whether the first ``n`` chunks of both plans are the same chunks over the same tokens."""
+    end = plan_b[n - 1][1] if n else 0
+    return plan_a[:n] == plan_b[:n] and a[:end] == b[:end]
+
+
+@given(cached=tokens, prompt=tokens.filter(bool), chunk=st.integers(2, 8), done=st.integers(0, 30))
+def test_the_shared_chunks_are_the_longest_run_of_equal_leading_chunks(
+    cached: list[int], prompt: list[int], chunk: int, done: int
+) -> None:
+    cached_plan = _chunk_plan(cached, chunk, END_OF_TURN)[:done]  # a cancel may stop it early
+    plan = _chunk_plan(prompt, chunk, END_OF_TURN)
+    shared = _shared_chunks(cached_plan, cached, plan, prompt)
+    assert 0 <= shared < len(plan), "the last chunk is evaluated, for its logits"
+    assert shares(cached, prompt, cached_plan, plan, shared)
+    if shared + 1 < len(plan):
+        assert not shares(cached, prompt, cached_plan, plan, shared + 1)
+
+
+def test_turn_ends_and_chunk_sizes_from_the_turn_start_cut_the_plan() -> None:
+    turn = [1, 1, 0]
+    assert _chunk_plan([*turn, *[1] * 12], 8, END_OF_TURN) == [(0, 3), (3, 15)]
+    assert _chunk_plan([*turn, *[1] * 22], 8, END_OF_TURN) == [(0, 3), (3, 11), (11, 25)]
+    assert _chunk_plan([*[1] * 20, *turn], 8, END_OF_TURN) == [(0, 8), (8, 23)]
+    assert _chunk_plan([1], 4, END_OF_TURN) == [(0, 1)]
+    assert _chunk_plan([], 4, END_OF_TURN) == [(0, 0)]
+
+
+# --- Cancelling a long prompt's evaluation ---------------------------------------------------
+
+
+def cancel_after(
+    engine: LlamaEngine, monkeypatch: pytest.MonkeyPatch, chunks: int, cancel: threading.Event
+) -> Evals:
+    """Set ``cancel`` once ``chunks`` evaluations have run (as a client leaving would)."""
+    llama = engine._llama
+    calls: Evals = []
+    real_eval = llama.eval
+
+    def eval_then_maybe_cancel(tokens: Sequence[int]) -> None:
+        calls.append((llama.n_tokens, len(tokens)))
+        real_eval(tokens)
+        if len(calls) == chunks:
+            cancel.set()
+
+    monkeypatch.setattr(llama, "eval", eval_then_maybe_cancel)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def long_prompt(engine: LlamaEngine) -> list[int]:
+    text = " ".join(f"Entry {n}: the lamp was lit at dusk and the sea was calm." for n in range(40))
+    tokens = engine.tokenize(text, add_bos=False, special=False)[: TEST_CONTEXT_SIZE - 20]
+    assert len(tokens) > 10 * PROMPT_CHUNK
+    return tokens
+
+
+@pytest.fixture(scope="module")
+def long_prompt_fresh(model_path: Path, long_prompt: list[int]) -> list[Any]:
+    engine = load_engine(model_path, context_size=TEST_CONTEXT_SIZE, threads=2)
+    try:
+        return run(engine, long_prompt, REQUESTS[0])
+    finally:
+        engine.close()
+
+
+def test_a_cancel_during_prompt_evaluation_stops_it_between_chunks(
+    engine: LlamaEngine,
+    long_prompt: list[int],
+    long_prompt_fresh: list[Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run(engine, [1, 2, 3], SamplingParams(max_tokens=1))  # nothing reusable for the prompt
+    cancel = threading.Event()
+    evals = cancel_after(engine, monkeypatch, 3, cancel)
+    items = list(engine.generate(long_prompt, REQUESTS[0], cancel))
+    assert items == []
+    assert evals == [
+        (0, PROMPT_CHUNK),
+        (PROMPT_CHUNK, PROMPT_CHUNK),
+        (2 * PROMPT_CHUNK, PROMPT_CHUNK),
+    ]
+    # The next request is served correctly, and keeps the chunks evaluated before the cancel.
+    evals.clear()
+    assert run(engine, long_prompt, REQUESTS[0]) == long_prompt_fresh
+    assert evals[0] == (3 * PROMPT_CHUNK, PROMPT_CHUNK)
+
+
+def test_a_cancel_set_before_generation_evaluates_nothing(
+    engine: LlamaEngine, long_prompt: list[int], spy: Callable[[LlamaEngine], Evals]
+) -> None:
+    evals = spy(engine)
+    cancel = threading.Event()
+    cancel.set()
+    assert list(engine.generate(long_prompt[:-5], REQUESTS[0], cancel)) == []
+    assert evals == []
+
+
+def test_an_engine_error_mid_prompt_leaves_a_cache_that_serves_the_next_request(
+    engine: LlamaEngine,
+    long_prompt: list[int],
+    long_prompt_fresh: list[Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    llama = engine._llama
+    real_eval = llama.eval
+    calls = 0
+
+    def failing_eval(tokens: Sequence[int]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("llama_decode returned -1")
+        real_eval(tokens)
+
+    monkeypatch.setattr(llama, "eval", failing_eval)
+    with pytest.raises(RuntimeError, match="llama_decode"):
+        run(engine, long_prompt[:-7], REQUESTS[0])
+    monkeypatch.setattr(llama, "eval", real_eval)
+    assert run(engine, long_prompt, REQUESTS[0]) == long_prompt_fresh
