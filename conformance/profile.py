@@ -61,7 +61,9 @@ class Profile:
     data that the target rejects at once, slow for valid data that a real model must generate
     for; ``stream_samples``: hypothesis-generated stream requests per streaming operation, on
     top of the spec's own examples; ``error_variants``: how many fields each kind of schema
-    violation is tried on per operation.
+    violation is tried on per operation; ``field_probes_full``: whether the FIELD rules send
+    every probe (those that hold "streamed or not" also stream it; each ignored field goes in
+    a request of its own) or only the plain ones (all ignored fields in one request).
     """
 
     name: str
@@ -69,6 +71,7 @@ class Profile:
     coverage_modes: tuple[str, ...]
     stream_samples: int
     error_variants: int
+    field_probes_full: bool = True
     caps: Caps = field(default_factory=Caps)
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,7 +80,7 @@ class Profile:
 
 
 PROFILES: Mapping[str, Profile] = {
-    "quick": Profile("quick", 3, (), stream_samples=1, error_variants=1),
+    "quick": Profile("quick", 3, (), stream_samples=1, error_variants=1, field_probes_full=False),
     "full": Profile("full", 10, ("negative",), stream_samples=3, error_variants=3),
     "thorough": Profile(
         "thorough", 25, ("negative", "positive"), stream_samples=6, error_variants=4

@@ -2,8 +2,9 @@
 
 A requirement is one rule a conforming server keeps, stated in one sentence. The IDs are stable
 (reports, CI gates and ``--requirement`` selections name them), so rename nothing: add new ones.
-Each ID starts with its family (``SCHEMA``, ``STREAM``, ``ERR``, ``AUTH``, ``SEM``), which is also
-how the suite's test modules are split.
+Each ID starts with its family (``SCHEMA``, ``STREAM``, ``ERR``, ``AUTH``, ``SEM``,
+``FIELD``), which is also how the suite's test modules are split: ``FIELD`` holds what each
+documented request field (beyond the sampling basics) must visibly do.
 
 Sources name the place in the contract (``spec:``), the published API page (``seed:``) or the
 team's design notes (``DESIGN.md``) that the rule comes from.
@@ -260,8 +261,8 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(
         "SEM-N-CHOICES",
         _MUST,
-        "A request for n choices gets exactly n choices, with indexes 0 to n-1.",
-        "spec: components/schemas/ChoiceCount",
+        "A request for n choices gets exactly n choices, with indexes 0 to n-1, streamed or not.",
+        "spec: components/schemas/ChoiceCount; DESIGN.md §2 Streaming (interleaved by index)",
     ),
     Requirement(
         "SEM-PATH-MODEL",
@@ -295,9 +296,143 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "A completions choice's text equals its message.content.",
         "spec: components/schemas/CompletionChoice; DESIGN.md §2 Responses",
     ),
+    # ------------------------------------------------------------------ request fields
+    Requirement(
+        "FIELD-BEST-OF",
+        _MUST,
+        "best_of at least n returns n choices, and best_of below n is answered 400.",
+        "spec: CompletionRequest.best_of; DESIGN.md §2 Errors (400: best_of < n)",
+    ),
+    Requirement(
+        "FIELD-CHAT-LOGPROBS",
+        _MUST,
+        "With logprobs true and top_logprobs k, each choice carries logprobs.content whose "
+        "tokens joined give its content, each with k alternatives and logprobs at most 0, "
+        "streamed or not.",
+        "spec: components/schemas/ChatLogprobs, TokenLogprob; ChatCompletionRequest.top_logprobs",
+    ),
+    Requirement(
+        "FIELD-LEGACY-LOGPROBS",
+        _MUST,
+        "With completions logprobs k, each choice carries tokens, token_logprobs, top_logprobs "
+        "and text_offset of one length, tokens joined give its text and offsets never "
+        "decrease, streamed or not.",
+        "spec: components/schemas/CompletionLogprobs; CompletionRequest.logprobs",
+    ),
+    Requirement(
+        "FIELD-LOGIT-BIAS-FORCE",
+        _MUST,
+        "A logit_bias of 100 on one token at temperature 0 makes the output that token repeated.",
+        "spec: components/schemas/LogitBias ('100 (always)')",
+    ),
+    Requirement(
+        "FIELD-LOGIT-BIAS-BAN",
+        _MUST,
+        "A logit_bias of -100 keeps a token out of an output that would otherwise contain it.",
+        "spec: components/schemas/LogitBias ('-100 (never)')",
+    ),
+    Requirement(
+        "FIELD-JSON-OBJECT",
+        _MUST,
+        "With response_format json_object, a complete answer's content parses as a JSON object.",
+        "spec: components/schemas/ResponseFormatJsonObject",
+    ),
+    Requirement(
+        "FIELD-JSON-SCHEMA",
+        _MUST,
+        "With response_format json_schema, a complete answer's content is JSON valid against "
+        "the given schema.",
+        "spec: components/schemas/ResponseFormatJsonSchema",
+    ),
+    Requirement(
+        "FIELD-JSON-SCHEMA-INVALID",
+        _MUST,
+        "A response_format json_schema whose schema is not a valid JSON Schema is answered 400.",
+        "spec: components/schemas/ResponseFormatJsonSchema ('an invalid schema is a 400')",
+    ),
+    Requirement(
+        "FIELD-TOOL-FORCED",
+        _MUST,
+        "A tool_choice naming a function returns tool_calls of that function whose arguments "
+        "are JSON valid against its parameters, with finish_reason tool_calls.",
+        "spec: ChatCompletionRequest.tool_choice, components/schemas/NamedToolChoice, ToolCall; "
+        "DESIGN.md §2 Responses",
+    ),
+    Requirement(
+        "FIELD-TOOL-REQUIRED",
+        _MUST,
+        "tool_choice 'required' returns at least one tool call, each of a declared tool with "
+        "JSON arguments valid against its parameters.",
+        "spec: ChatCompletionRequest.tool_choice, components/schemas/ToolCall",
+    ),
+    Requirement(
+        "FIELD-TOOL-NONE",
+        _MUST,
+        "tool_choice 'none' never returns a tool call.",
+        "spec: ChatCompletionRequest.tool_choice",
+    ),
+    Requirement(
+        "FIELD-TOOL-STREAMED",
+        _MUST,
+        "Streamed tool calls arrive as delta.tool_calls with an index, the first delta of each "
+        "call carries id, type and function name, and its joined arguments are JSON valid "
+        "against the function's parameters.",
+        "spec: components/schemas/ChatCompletionEvent (delta.tool_calls), ToolCall",
+    ),
+    Requirement(
+        "FIELD-TOOL-RESULT-ACCEPTED",
+        _MUST,
+        "A conversation holding an assistant message with tool_calls and a tool message with "
+        "its tool_call_id is accepted.",
+        "spec: components/schemas/AssistantMessage, ToolMessage",
+    ),
+    Requirement(
+        "FIELD-FUNCTION-CALL",
+        _MUST,
+        "The deprecated functions with function_call naming one return message.function_call "
+        "of that function with arguments JSON valid against its parameters.",
+        "spec: ChatCompletionRequest.functions, function_call; components/schemas/ResponseMessage",
+    ),
+    Requirement(
+        "FIELD-MESSAGES-ACCEPTED",
+        _MUST,
+        "A conversation with developer, system, user, assistant and function messages, names, "
+        "text-part content, an assistant function_call and a null refusal is accepted.",
+        "spec: components/schemas/ChatMessage and its six message schemas",
+    ),
+    Requirement(
+        "FIELD-PROMPT-LIST",
+        _MUST,
+        "A prompt of k strings with n choices gets k times n choices, indexed 0 to k*n-1.",
+        "spec: CompletionRequest.prompt ('a list gives one set of n choices per prompt')",
+    ),
+    Requirement(
+        "FIELD-ECHO",
+        _MUST,
+        "With echo true, each choice's text starts with the prompt.",
+        "spec: CompletionRequest.echo",
+    ),
+    Requirement(
+        "FIELD-SUFFIX",
+        _MUST,
+        "A request with suffix is served (2xx) or refused with 400, never 422 or 5xx.",
+        "spec: CompletionRequest.suffix",
+    ),
+    Requirement(
+        "FIELD-IGNORED-ACCEPTED",
+        _MUST,
+        "A request carrying any field that the spec marks x-mimic-ignored is answered 2xx.",
+        "spec: the request schemas' x-mimic-ignored fields; DESIGN.md §2 Request fields",
+    ),
+    Requirement(
+        "FIELD-AUDIO-REFUSED",
+        _MUST,
+        "A request that asks for audio output is answered 400.",
+        "spec: ChatCompletionRequest.modalities, audio; DESIGN.md §2 Errors (400)",
+    ),
 )
 
-FAMILIES: tuple[str, ...] = ("SCHEMA", "STREAM", "ERR", "AUTH", "SEM")
+FAMILIES: tuple[str, ...] = ("SCHEMA", "STREAM", "ERR", "AUTH", "SEM", "FIELD")
 """The requirement families, in report order."""
 
 _BY_ID: Mapping[str, Requirement] = MappingProxyType({req.id: req for req in REQUIREMENTS})

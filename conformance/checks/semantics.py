@@ -20,8 +20,10 @@ __all__ = [
     "check_seed_repeatable",
     "check_stop_absent",
     "check_stream_agrees",
+    "check_streamed_n_choices",
     "check_usage_sum",
     "choice_texts",
+    "index_problem",
 ]
 
 
@@ -118,15 +120,35 @@ def check_stop_absent(
     return found
 
 
+def index_problem(response: Mapping[str, Any], count: int) -> str | None:
+    """Why the response's choices are not exactly ``count``, indexed 0 to count-1 (or None)."""
+    indexes = [choice.get("index") for choice in _choices(response)]
+    if len(indexes) == count and sorted(i for i in indexes if isinstance(i, int)) == list(
+        range(count)
+    ):
+        return None
+    return f"the response has {len(indexes)} choice(s) with indexes {indexes!r}"
+
+
 def check_n_choices(response: Mapping[str, Any], n: int) -> list[Finding]:
     """SEM-N-CHOICES: exactly ``n`` choices, indexed 0 to n-1."""
-    indexes = [choice.get("index") for choice in _choices(response)]
-    if len(indexes) == n and sorted(i for i in indexes if isinstance(i, int)) == list(range(n)):
+    problem = index_problem(response, n)
+    if problem is None:
+        return []
+    return [Finding("SEM-N-CHOICES", f"n was {n}, but {problem}.")]
+
+
+def check_streamed_n_choices(indexes: Sequence[Any], n: int) -> list[Finding]:
+    """SEM-N-CHOICES for a stream: the choice indexes its chunks carry are exactly 0 to n-1."""
+    seen = sorted({i for i in indexes if isinstance(i, int)})
+    others = sorted({repr(i) for i in indexes if not isinstance(i, int)})
+    if seen == list(range(n)) and not others:
         return []
     return [
         Finding(
             "SEM-N-CHOICES",
-            f"n was {n}, but the response has {len(indexes)} choice(s) with indexes {indexes!r}.",
+            f"n was {n}, but the stream's chunks carry choice indexes {seen + others!r}, "
+            f"not 0 to {n - 1}.",
         )
     ]
 

@@ -14,6 +14,7 @@ from typing import Any
 from spec import Contract, Operation, Parameter
 
 __all__ = [
+    "FIELD_RULES",
     "MODEL_FIELD",
     "SELECTORS",
     "body_model_operations",
@@ -21,7 +22,9 @@ __all__ = [
     "chunk_validator",
     "concrete_path",
     "enum_path_parameters",
+    "field_operations",
     "fill_path",
+    "ignored_fields",
     "list_all_models_operation",
     "merged_object",
     "path_model_operations",
@@ -116,6 +119,68 @@ def text_choice_operations(contract: Contract) -> list[Operation]:
     return found
 
 
+def _schema_types(schema: Mapping[str, Any]) -> set[str]:
+    """The JSON types a property schema allows, through its ``oneOf`` / ``anyOf`` branches."""
+    declared = schema.get("type")
+    types = {declared} if isinstance(declared, str) else set(declared or [])
+    for key in ("oneOf", "anyOf"):
+        for branch in schema.get(key, []):
+            if isinstance(branch, Mapping):
+                types |= _schema_types(branch)
+    return {t for t in types if isinstance(t, str)}
+
+
+def _is_ignored(schema: Mapping[str, Any]) -> bool:
+    return schema.get("x-mimic-ignored") is True
+
+
+def _offers_audio(schema: Mapping[str, Any]) -> bool:
+    items = schema.get("items")
+    return isinstance(items, Mapping) and "audio" in items.get("enum", [])
+
+
+FieldTest = Callable[[Mapping[str, Any]], bool]
+
+FIELD_RULES: Mapping[str, FieldTest] = {
+    "best_of": lambda props: "best_of" in props and "n" in props,
+    "chat-logprobs": lambda props: (
+        "boolean" in _schema_types(props.get("logprobs", {})) and "top_logprobs" in props
+    ),
+    "legacy-logprobs": lambda props: "integer" in _schema_types(props.get("logprobs", {})),
+    "logit_bias": lambda props: "logit_bias" in props,
+    "response_format": lambda props: "response_format" in props,
+    "tools": lambda props: "tools" in props and "tool_choice" in props,
+    "functions": lambda props: "functions" in props and "function_call" in props,
+    "prompt-list": lambda props: "array" in _schema_types(props.get("prompt", {})),
+    "echo": lambda props: "echo" in props,
+    "suffix": lambda props: "suffix" in props,
+    "ignored": lambda props: any(_is_ignored(schema) for schema in props.values()),
+    "audio": lambda props: _offers_audio(props.get("modalities", {})),
+}
+"""Which request bodies each FIELD rule applies to, read from the request schema's properties."""
+
+
+def field_operations(contract: Contract, rule: str) -> list[Operation]:
+    """One generating operation per request shape whose request schema the FIELD rule fits.
+
+    Operations that take the same request fields (``/v1/…`` and the path-model variants) are
+    judged once: routing is what SCHEMA, STREAM and SEM judge on every path, and a field's
+    behaviour costs generation on a slow model.
+    """
+    found: dict[frozenset[str], Operation] = {}
+    for op in streaming_operations(contract):
+        properties = request_schema(contract, op)["properties"]
+        if FIELD_RULES[rule](properties):
+            found.setdefault(frozenset(properties), op)
+    return list(found.values())
+
+
+def ignored_fields(contract: Contract, operation: Operation) -> dict[str, dict[str, Any]]:
+    """The request fields the spec marks ``x-mimic-ignored``, with their (flattened) schemas."""
+    properties = request_schema(contract, operation)["properties"]
+    return {name: schema for name, schema in properties.items() if _is_ignored(schema)}
+
+
 SELECTORS: Mapping[str, Callable[[Contract], list[Operation]]] = {
     "all": lambda contract: list(contract.operations),
     "body": body_operations,
@@ -131,6 +196,10 @@ SELECTORS: Mapping[str, Callable[[Contract], list[Operation]]] = {
     "one-per-path": lambda contract: list(
         {op.path: op for op in reversed(contract.operations)}.values()
     )[::-1],
+    **{
+        f"field:{rule}": (lambda contract, rule=rule: field_operations(contract, rule))
+        for rule in FIELD_RULES
+    },
 }
 """Named operation selectors, used by the suite's ``requirement(..., applies_to=NAME)`` marks."""
 

@@ -1,9 +1,9 @@
 """STREAM-*: the stream-level rules, for every operation whose 200 documents an event stream.
 
 Each operation is asked a few streamed requests, once per run and shared by all the STREAM
-tests: its spec examples with ``"stream": true`` (with and without ``include_usage``) and a few
-bodies that hypothesis generates from the capped request schema. Each answer is read event by
-event under the request deadline, then judged by every STREAM rule.
+tests: its spec examples with ``"stream": true`` (with and without ``include_usage``, and with
+two choices), and a few bodies that hypothesis generates from the capped request schema. Each
+answer is read event by event under the request deadline, then judged by every STREAM rule.
 """
 
 from __future__ import annotations
@@ -16,7 +16,13 @@ import pytest
 from conformance.checks.streaming import EVENT_STREAM, STREAM_CHECKS, StreamObservation
 from conformance.suite._draw import derive_seed, draw
 from conformance.suite._judgement import Judgement
-from conformance.suite._operations import MODEL_FIELD, chunk_validator, fill_path
+from conformance.suite._operations import (
+    MODEL_FIELD,
+    chunk_validator,
+    fill_path,
+    request_schema,
+)
+from conformance.suite._probe import streamed_pair
 from conformance.suite._requests import example_body, json_request
 from conformance.suite._run import Run
 from conformance.suite._schemathesis import build_schema
@@ -24,13 +30,13 @@ from conformance.transport import RequestSpec, StreamResult
 from spec import Operation
 
 STREAM_FIELD, OPTIONS_FIELD, USAGE_FLAG = "stream", "stream_options", "include_usage"
+N_FIELD = "n"
 
 
 @dataclass(frozen=True)
 class StreamSample:
-    """One streamed request and what came back."""
+    """What came back to one streamed request."""
 
-    request: RequestSpec
     result: StreamResult
     observation: StreamObservation
 
@@ -83,7 +89,14 @@ def _samples(run: Run, operation: Operation) -> list[StreamSample]:
             observation = StreamObservation.from_result(
                 result, include_usage=include_usage, timeout=run.settings.timeout
             )
-            samples.append(StreamSample(request, result, observation))
+            samples.append(StreamSample(result, observation))
+        # Two choices, so that the per-choice rules (role first, one finish_reason) see n > 1.
+        if N_FIELD in request_schema(run.contract, operation)["properties"]:
+            result = streamed_pair(run, operation)
+            observation = StreamObservation.from_result(
+                result, include_usage=True, timeout=run.settings.timeout
+            )
+            samples.append(StreamSample(result, observation))
         return samples
 
     return run.cached(("stream-samples", operation.label), collect)

@@ -13,6 +13,7 @@ from conformance.checks.semantics import (
     check_seed_repeatable,
     check_stop_absent,
     check_stream_agrees,
+    check_streamed_n_choices,
     check_usage_sum,
     choice_texts,
 )
@@ -133,3 +134,10 @@ def test_choice_texts_prefers_message_content() -> None:
         ]
     }
     assert choice_texts(answer) == {0: "t", 1: "m"}
+
+
+def test_streamed_n_choices() -> None:
+    assert check_streamed_n_choices([0, 0, 1, 1, 0], 2) == []
+    assert [f.requirement_id for f in check_streamed_n_choices([0, 0], 2)] == ["SEM-N-CHOICES"]
+    assert check_streamed_n_choices([0, 1, 2], 2)
+    assert check_streamed_n_choices([0, "1"], 2)

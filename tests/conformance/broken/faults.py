@@ -29,6 +29,8 @@ class BrokenServer:
     expected: frozenset[str]
     args: tuple[str, ...] = ()
     should_only: bool = False
+    needs_reference: str | None = None
+    """A requirement the reference itself must pass first (a feature it may not have yet)."""
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -414,11 +416,174 @@ def _no_done(request: ProxyRequest, datas: list[str]) -> list[str]:
     return data_events([d for d in datas if d != DONE])
 
 
+# ------------------------------------------------------------------------------ request fields
+
+
+def _asked(request: ProxyRequest) -> dict[str, Any]:
+    payload = request.json()
+    return payload if isinstance(payload, dict) else {}
+
+
+def _when_asked(
+    asked: Callable[[dict[str, Any]], bool],
+    mapper: Callable[[dict[str, Any]], dict[str, Any]],
+) -> Callable[[ProxyRequest, ProxyResponse], ProxyResponse]:
+    """Rewrite the successful JSON answers to requests for which ``asked(body)`` holds."""
+
+    def on_response(request: ProxyRequest, response: ProxyResponse) -> ProxyResponse:
+        body = response.json()
+        if response.status != 200 or not isinstance(body, dict) or not asked(_asked(request)):
+            return response
+        return response.with_json(mapper(body))
+
+    return on_response
+
+
+def _each_choice(
+    mapper: Callable[[dict[str, Any]], None],
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def on_body(body: dict[str, Any]) -> dict[str, Any]:
+        for choice in body.get("choices", []):
+            mapper(choice)
+        return body
+
+    return on_body
+
+
+def _best_of_raised(payload: dict[str, Any]) -> dict[str, Any]:
+    n, best_of = payload.get("n"), payload.get("best_of")
+    if isinstance(n, int) and isinstance(best_of, int) and best_of < n:
+        payload["best_of"] = n
+    return payload
+
+
+def _one_alternative_less(choice: dict[str, Any]) -> None:
+    logprobs = choice.get("logprobs") or {}
+    for entry in logprobs.get("content") or []:
+        entry["top_logprobs"] = entry.get("top_logprobs", [])[:-1]
+
+
+def _offsets_backwards(choice: dict[str, Any]) -> None:
+    logprobs = choice.get("logprobs") or {}
+    if isinstance(logprobs.get("text_offset"), list) and len(logprobs["text_offset"]) > 1:
+        logprobs["text_offset"] = logprobs["text_offset"][::-1]
+
+
+def _no_negative_bias(payload: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(payload.get("logit_bias"), dict):
+        payload["logit_bias"] = {k: v for k, v in payload["logit_bias"].items() if v >= 0}
+    return payload
+
+
+def _format_is(kind: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda payload: (payload.get("response_format") or {}).get("type") == kind
+
+
+def _content(text: str) -> Callable[[dict[str, Any]], None]:
+    def mapper(choice: dict[str, Any]) -> None:
+        choice["message"] = {"role": "assistant", "content": text}
+        choice["finish_reason"] = "stop"
+
+    return mapper
+
+
+def _invalid_schema_422(request: ProxyRequest, response: ProxyResponse) -> ProxyResponse:
+    if response.status == 400 and _format_is("json_schema")(_asked(request)):
+        detail = {"detail": [{"loc": ["body"], "msg": "injected", "type": "value_error"}]}
+        return ProxyResponse(
+            422, (("content-type", "application/json"),), json.dumps(detail).encode()
+        )
+    return response
+
+
+def _tool_choice_is(kind: str) -> Callable[[dict[str, Any]], bool]:
+    def asked(payload: dict[str, Any]) -> bool:
+        choice = payload.get("tool_choice")
+        return isinstance(choice, dict) if kind == "named" else choice == kind
+
+    return asked
+
+
+def _injected_call(choice: dict[str, Any]) -> None:
+    call = {
+        "id": "call_injected",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+    }
+    choice["message"] = {"role": "assistant", "content": None, "tool_calls": [call]}
+    choice["finish_reason"] = "tool_calls"
+
+
+def _wrong_tool_name(choice: dict[str, Any]) -> None:
+    for call in (choice.get("message") or {}).get("tool_calls") or []:
+        call["function"]["name"] = "not_a_declared_tool"
+
+
+def _no_call_id(number: int, chunk: dict[str, Any]) -> dict[str, Any]:
+    for choice in chunk.get("choices", []):
+        for call in (choice.get("delta") or {}).get("tool_calls") or []:
+            call.pop("id", None)
+    return chunk
+
+
+def _refuse_tool_messages(request: ProxyRequest) -> ProxyRequest | ProxyResponse:
+    messages = _asked(request).get("messages") or []
+    if any(isinstance(m, dict) and m.get("role") == "tool" for m in messages):
+        return _error(400, "injected: this conversation cannot be served")
+    return request
+
+
+def _refuse_developer_role(request: ProxyRequest) -> ProxyRequest | ProxyResponse:
+    messages = _asked(request).get("messages") or []
+    if any(isinstance(m, dict) and m.get("role") == "developer" for m in messages):
+        return _error(400, "injected: unsupported conversation")
+    return request
+
+
+def _function_call_asked(payload: dict[str, Any]) -> bool:
+    return isinstance(payload.get("function_call"), dict)
+
+
+def _first_prompt_only(payload: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(payload.get("prompt"), list):
+        payload["prompt"] = payload["prompt"][0]
+    return payload
+
+
+def _suffix_422(request: ProxyRequest, response: ProxyResponse) -> ProxyResponse:
+    if "suffix" in _asked(request):
+        detail = {"detail": [{"loc": ["body", "suffix"], "msg": "injected", "type": "value_error"}]}
+        return ProxyResponse(
+            422, (("content-type", "application/json"),), json.dumps(detail).encode()
+        )
+    return response
+
+
+def _refuse_service_tier(request: ProxyRequest) -> ProxyRequest | ProxyResponse:
+    if "service_tier" in _asked(request):
+        return _error(400, "injected: service_tier is not supported")
+    return request
+
+
+def _no_audio(payload: dict[str, Any]) -> dict[str, Any]:
+    payload.pop("audio", None)
+    payload.pop("modalities", None)
+    return payload
+
+
+def _first_choice_only(number: int, chunk: dict[str, Any]) -> dict[str, Any] | None:
+    choices = chunk.get("choices")
+    if isinstance(choices, list) and choices and all(c.get("index", 0) >= 1 for c in choices):
+        return None
+    return chunk
+
+
 # ------------------------------------------------------------------------------ the catalogue
 
 API_KEY = "broken-server-test-key"
 
 STREAM, SCHEMA, ERR, AUTH, SEM = "STREAM-*", "SCHEMA-*", "ERR-*", "AUTH-*", "SEM-*"
+FIELD = "FIELD-*"
 
 
 def _server(
@@ -428,8 +593,11 @@ def _server(
     *expected: str,
     args: tuple[str, ...] = (),
     should_only: bool = False,
+    needs_reference: str | None = None,
 ) -> BrokenServer:
-    return BrokenServer(name, fault, selection, frozenset(expected), args, should_only)
+    return BrokenServer(
+        name, fault, selection, frozenset(expected), args, should_only, needs_reference
+    )
 
 
 BROKEN_SERVERS: tuple[BrokenServer, ...] = (
@@ -544,6 +712,12 @@ BROKEN_SERVERS: tuple[BrokenServer, ...] = (
     _server("stop-ignored", Fault(on_request=_body(_drop("stop"))), SEM, "SEM-STOP-ABSENT"),
     _server("n-ignored", Fault(on_request=_body(_drop("n"))), SEM, "SEM-N-CHOICES"),
     _server(
+        "stream-drops-second-choice",
+        Fault(on_events=_chunks(_first_choice_only)),
+        SEM,
+        "SEM-N-CHOICES",
+    ),
+    _server(
         "wrong-response-model",
         Fault(on_response=_json_answers(_wrong_model)),
         SEM,
@@ -571,5 +745,122 @@ BROKEN_SERVERS: tuple[BrokenServer, ...] = (
         "SEM-COMPLETION-TEXT",
         should_only=True,
     ),
+    # request fields
+    _server(
+        "best-of-below-n-served", Fault(on_request=_body(_best_of_raised)), FIELD, "FIELD-BEST-OF"
+    ),
+    _server(
+        "chat-logprobs-one-alternative-short",
+        Fault(
+            on_response=_json_answers(
+                lambda request, body: _each_choice(_one_alternative_less)(body)
+            ),
+            on_events=_chunks(lambda number, chunk: _each_choice(_one_alternative_less)(chunk)),
+        ),
+        FIELD,
+        "FIELD-CHAT-LOGPROBS",
+    ),
+    _server(
+        "legacy-logprobs-offsets-backwards",
+        Fault(
+            on_response=_json_answers(lambda request, body: _each_choice(_offsets_backwards)(body))
+        ),
+        FIELD,
+        "FIELD-LEGACY-LOGPROBS",
+    ),
+    _server(
+        "logit-bias-ignored",
+        Fault(on_request=_body(_drop("logit_bias"))),
+        FIELD,
+        "FIELD-LOGIT-BIAS-FORCE",
+    ),
+    _server(
+        "negative-logit-bias-ignored",
+        Fault(on_request=_body(_no_negative_bias)),
+        FIELD,
+        "FIELD-LOGIT-BIAS-BAN",
+    ),
+    _server(
+        "json-object-not-json",
+        Fault(on_response=_when_asked(_format_is("json_object"), _each_choice(_content("ok!")))),
+        FIELD,
+        "FIELD-JSON-OBJECT",
+    ),
+    _server(
+        "json-schema-violated",
+        Fault(
+            on_response=_when_asked(
+                _format_is("json_schema"), _each_choice(_content('{"ok": "yes"}'))
+            )
+        ),
+        FIELD,
+        "FIELD-JSON-SCHEMA",
+    ),
+    _server(
+        "invalid-json-schema-422",
+        Fault(on_response=_invalid_schema_422),
+        FIELD,
+        "FIELD-JSON-SCHEMA-INVALID",
+    ),
+    _server(
+        "forced-tool-ignored",
+        Fault(on_response=_when_asked(_tool_choice_is("named"), _each_choice(_content("Sunny.")))),
+        FIELD,
+        "FIELD-TOOL-FORCED",
+        needs_reference="FIELD-TOOL-FORCED",
+    ),
+    _server(
+        "required-tool-undeclared",
+        Fault(on_response=_when_asked(_tool_choice_is("required"), _each_choice(_wrong_tool_name))),
+        FIELD,
+        "FIELD-TOOL-REQUIRED",
+        needs_reference="FIELD-TOOL-REQUIRED",
+    ),
+    _server(
+        "tool-none-calls",
+        Fault(on_response=_when_asked(_tool_choice_is("none"), _each_choice(_injected_call))),
+        FIELD,
+        "FIELD-TOOL-NONE",
+    ),
+    _server(
+        "streamed-tool-call-without-id",
+        Fault(on_events=_chunks(_no_call_id)),
+        FIELD,
+        "FIELD-TOOL-STREAMED",
+        needs_reference="FIELD-TOOL-STREAMED",
+    ),
+    _server(
+        "tool-messages-refused",
+        Fault(on_request=_refuse_tool_messages),
+        FIELD,
+        "FIELD-TOOL-RESULT-ACCEPTED",
+    ),
+    _server(
+        "function-call-ignored",
+        Fault(on_response=_when_asked(_function_call_asked, _each_choice(_content("Sunny.")))),
+        FIELD,
+        "FIELD-FUNCTION-CALL",
+    ),
+    _server(
+        "developer-role-refused",
+        Fault(on_request=_refuse_developer_role),
+        FIELD,
+        "FIELD-MESSAGES-ACCEPTED",
+    ),
+    _server(
+        "prompt-list-first-only",
+        Fault(on_request=_body(_first_prompt_only)),
+        FIELD,
+        "FIELD-PROMPT-LIST",
+    ),
+    _server("echo-ignored", Fault(on_request=_body(_drop("echo"))), FIELD, "FIELD-ECHO"),
+    _server("suffix-422", Fault(on_response=_suffix_422), FIELD, "FIELD-SUFFIX"),
+    _server(
+        "ignored-field-refused",
+        Fault(on_request=_refuse_service_tier),
+        FIELD,
+        "FIELD-IGNORED-ACCEPTED",
+    ),
+    _server("audio-served", Fault(on_request=_body(_no_audio)), FIELD, "FIELD-AUDIO-REFUSED"),
 )
 """Every broken server, one per requirement (a few requirements have two)."""

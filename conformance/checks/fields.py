@@ -1,0 +1,614 @@
+"""What each documented request field must visibly do: the FIELD family.
+
+Every ``check_*`` function judges one requirement over parsed answers (a completion response, a
+streamed observation, a status) and returns findings; none sends a request. Where a field may
+be refused, :func:`named_refusal` tells a refusal that the contract allows (a 400 whose message
+names the field) from one it does not.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from conformance.checks._finding import Finding, schema_problems
+from conformance.checks.semantics import choice_texts, index_problem
+from conformance.checks.streaming import StreamObservation, streamed_texts
+
+__all__ = [
+    "check_banned_token",
+    "check_best_of",
+    "check_chat_logprobs",
+    "check_echo",
+    "check_forced_token",
+    "check_function_call",
+    "check_json_answer",
+    "check_legacy_logprobs",
+    "check_prompt_list",
+    "check_status",
+    "check_tool_forced",
+    "check_tool_none",
+    "check_tool_required",
+    "check_tool_stream",
+    "complete_contents",
+    "is_cut_call",
+    "named_refusal",
+    "repeated_piece",
+    "streamed_response",
+]
+
+_REPLACEMENT = "\ufffd"
+
+
+def _choices(response: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    choices = response.get("choices")
+    return [c for c in choices if isinstance(c, Mapping)] if isinstance(choices, list) else []
+
+
+def _message(choice: Mapping[str, Any]) -> Mapping[str, Any]:
+    message = choice.get("message")
+    return message if isinstance(message, Mapping) else {}
+
+
+def _clip(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def named_refusal(status: int | None, body: Any, fields: Iterable[str]) -> str | None:
+    """The server's message if this is a 400 whose message names one of ``fields``, else None.
+
+    DESIGN.md §2 lets a server refuse a documented field with "a 400 that names it"; such a
+    refusal is a skip for the field's requirement, not a pass and not a failure.
+    """
+    if status != 400 or not isinstance(body, Mapping):
+        return None
+    message = " ".join(str(body.get(key, "")) for key in ("error", "message", "detail"))
+    return message.strip() if any(field in message for field in fields) else None
+
+
+def check_status(
+    requirement_id: str, status: int | None, allowed: Callable[[int], bool], what: str
+) -> list[Finding]:
+    """A requirement that is only about the status: ``allowed(status)`` must hold."""
+    if status is None or allowed(status):
+        return []
+    return [Finding(requirement_id, f"{what}, but the target answered {status}.")]
+
+
+# ------------------------------------------------------------------------------ choices
+
+
+def check_best_of(response: Mapping[str, Any], n: int) -> list[Finding]:
+    """FIELD-BEST-OF: a request with ``best_of >= n`` gets exactly ``n`` choices."""
+    problem = index_problem(response, n)
+    if problem is None:
+        return []
+    return [Finding("FIELD-BEST-OF", f"best_of was at least n={n}, but {problem}.")]
+
+
+def check_prompt_list(response: Mapping[str, Any], prompts: int, n: int) -> list[Finding]:
+    """FIELD-PROMPT-LIST: ``prompts`` prompts with ``n`` choices each give prompts*n choices."""
+    problem = index_problem(response, prompts * n)
+    if problem is None:
+        return []
+    return [
+        Finding(
+            "FIELD-PROMPT-LIST",
+            f"the prompt was a list of {prompts} strings and n was {n}, so {prompts * n} "
+            f"choices were due, but {problem}.",
+        )
+    ]
+
+
+def check_echo(response: Mapping[str, Any], prompt: str) -> list[Finding]:
+    """FIELD-ECHO: with ``echo``, every choice's text starts with the prompt."""
+    found = []
+    for index, text in choice_texts(response).items():
+        if not text.startswith(prompt):
+            found.append(
+                Finding(
+                    "FIELD-ECHO",
+                    f"echo was true, but choice {index}'s text {_clip(text)} does not start "
+                    f"with the prompt {_clip(prompt)}.",
+                )
+            )
+    return found
+
+
+# ------------------------------------------------------------------------------ logprobs
+
+
+def _joined_bytes(entries: Sequence[Mapping[str, Any]]) -> str | None:
+    """The entries' ``bytes`` joined and decoded, or None if some entry has none."""
+    raw = bytearray()
+    for entry in entries:
+        data = entry.get("bytes")
+        if not isinstance(data, list) or not all(isinstance(b, int) and 0 <= b < 256 for b in data):
+            return None
+        raw.extend(data)
+    return raw.decode("utf-8", "replace")
+
+
+def _chat_logprob_problems(entries: Any, content: str, k: int, index: Any) -> list[str]:
+    """What is wrong with one choice's ``logprobs.content`` (empty: nothing)."""
+    if not isinstance(entries, list) or not all(isinstance(e, Mapping) for e in entries):
+        return [f"choice {index} has no logprobs.content list ({_clip(entries)})"]
+    problems = []
+    tokens = "".join(str(e.get("token", "")) for e in entries)
+    decoded = _joined_bytes(entries)
+    # A token may hold part of a multi-byte character, so its own text can be a placeholder:
+    # when every entry has its bytes, those are what must add up to the content.
+    if (decoded if decoded is not None else tokens) != content:
+        problems.append(
+            f"choice {index}'s logprobs tokens join to {_clip(decoded or tokens)}, but its "
+            f"content is {_clip(content)}"
+        )
+    for number, entry in enumerate(entries):
+        alternatives = entry.get("top_logprobs")
+        if not isinstance(alternatives, list) or len(alternatives) != k:
+            count = len(alternatives) if isinstance(alternatives, list) else alternatives
+            problems.append(f"choice {index}'s token {number} has {count!r} top_logprobs, not {k}")
+            break
+        values = [entry.get("logprob")] + [
+            alt.get("logprob") for alt in alternatives if isinstance(alt, Mapping)
+        ]
+        if any(not isinstance(v, int | float) or v > 0 for v in values):
+            problems.append(f"choice {index}'s token {number} has a logprob above 0: {values!r}")
+            break
+        data = entry.get("bytes")
+        if isinstance(data, list) and all(isinstance(b, int) and 0 <= b < 256 for b in data):
+            try:
+                text = bytes(data).decode("utf-8")
+            except UnicodeDecodeError:
+                continue  # part of a character: nothing to compare
+            if text != entry.get("token"):
+                problems.append(
+                    f"choice {index}'s token {number} is {_clip(entry.get('token'))} but its "
+                    f"bytes decode to {_clip(text)}"
+                )
+                break
+    return problems
+
+
+def _logprobs_findings(
+    response: Mapping[str, Any],
+    requirement_id: str,
+    where: str,
+    problems_of: Callable[[Mapping[str, Any], str, Any], list[str]],
+) -> list[Finding]:
+    """Judge each choice's ``logprobs`` against its text with ``problems_of``."""
+    problems = []
+    texts = choice_texts(response)
+    for choice in _choices(response):
+        index = choice.get("index")
+        logprobs = choice.get("logprobs")
+        if not isinstance(logprobs, Mapping):
+            problems.append(f"choice {index} has logprobs {_clip(logprobs)} although asked for")
+            continue
+        problems += problems_of(logprobs, texts.get(index, ""), index)
+    if not problems:
+        return []
+    return [Finding(requirement_id, f"in {where}, " + "; ".join(problems[:3]) + ".")]
+
+
+def check_chat_logprobs(
+    response: Mapping[str, Any], k: int, where: str = "the response"
+) -> list[Finding]:
+    """FIELD-CHAT-LOGPROBS: OpenAI's chat logprobs shape, consistent with each choice's content."""
+    return _logprobs_findings(
+        response,
+        "FIELD-CHAT-LOGPROBS",
+        where,
+        lambda logprobs, text, index: _chat_logprob_problems(
+            logprobs.get("content"), text, k, index
+        ),
+    )
+
+
+_LEGACY_KEYS = ("tokens", "token_logprobs", "top_logprobs", "text_offset")
+
+
+def _legacy_problems(logprobs: Mapping[str, Any], text: str, k: int, index: Any) -> list[str]:
+    arrays = {key: logprobs.get(key) for key in _LEGACY_KEYS}
+    if not all(isinstance(value, list) for value in arrays.values()):
+        shown = {key: type(value).__name__ for key, value in arrays.items()}
+        return [f"choice {index}'s logprobs lack one of the four arrays ({shown})"]
+    lengths = {key: len(value) for key, value in arrays.items()}
+    if len(set(lengths.values())) != 1:
+        return [f"choice {index}'s logprobs arrays differ in length: {lengths}"]
+    problems = []
+    tokens = [str(t) for t in arrays["tokens"]]
+    partial = any(_REPLACEMENT in t or t.startswith("bytes:") for t in tokens)
+    if not partial and "".join(tokens) != text:
+        problems.append(
+            f"choice {index}'s logprobs tokens join to {_clip(''.join(tokens))}, but its text "
+            f"is {_clip(text)}"
+        )
+    offsets = arrays["text_offset"]
+    if any(not isinstance(o, int) for o in offsets) or offsets != sorted(offsets):
+        problems.append(f"choice {index}'s text_offset is not non-decreasing: {_clip(offsets)}")
+    if any(
+        v is not None and (not isinstance(v, int | float) or v > 0)
+        for v in arrays["token_logprobs"]
+    ):
+        problems.append(f"choice {index} has a token_logprob above 0")
+    for number, top in enumerate(arrays["top_logprobs"]):
+        size = len(top) if isinstance(top, Mapping) else 0
+        # OpenAI: "up to logprobs+1" (the sampled token is always included).
+        if top is not None and not k <= size <= k + 1:
+            problems.append(
+                f"choice {index}'s top_logprobs[{number}] has {size} entries for logprobs={k}"
+            )
+            break
+    return problems
+
+
+def check_legacy_logprobs(
+    response: Mapping[str, Any], k: int, where: str = "the response"
+) -> list[Finding]:
+    """FIELD-LEGACY-LOGPROBS: the legacy completions shape, consistent with each choice's text."""
+    return _logprobs_findings(
+        response,
+        "FIELD-LEGACY-LOGPROBS",
+        where,
+        lambda logprobs, text, index: _legacy_problems(logprobs, text, k, index),
+    )
+
+
+def streamed_response(obs: StreamObservation) -> dict[str, Any]:
+    """A non-streamed-shaped response assembled from a stream's chunks, choice by choice.
+
+    Each choice gets the text joined from its deltas, its last non-null ``finish_reason``,
+    and ``logprobs`` whose lists are the chunks' lists concatenated (None if no chunk of the
+    choice carried logprobs), so that the plain checks judge the stream too.
+    """
+    texts = streamed_texts(obs)
+    logprobs: dict[Any, dict[str, list[Any]]] = {}
+    finish: dict[Any, Any] = {}
+    for chunk in obs.chunks:
+        for choice in chunk.choices:
+            index = choice.get("index")
+            if choice.get("finish_reason") is not None:
+                finish[index] = choice["finish_reason"]
+            piece = choice.get("logprobs")
+            if isinstance(piece, Mapping):
+                merged = logprobs.setdefault(index, {})
+                for key, value in piece.items():
+                    if isinstance(value, list):
+                        merged.setdefault(key, []).extend(value)
+    return {
+        "choices": [
+            {
+                "index": index,
+                "message": {"role": "assistant", "content": text},
+                "text": text,
+                "logprobs": logprobs.get(index),
+                "finish_reason": finish.get(index),
+            }
+            for index, text in texts.items()
+        ]
+    }
+
+
+# ------------------------------------------------------------------------------ logit_bias
+
+
+def repeated_piece(text: str, count: int, *, exact: bool = False) -> str | None:
+    """The piece that ``text`` repeats ``count`` times, or None if it is no such repetition.
+
+    Detokenizers may strip the whitespace at either end of an answer, so ``"a a a"`` counts as
+    ``" a"`` three times; with ``exact``, only ``text == piece * count`` counts.
+    """
+    if count < 1 or not text:
+        return None
+    if exact:
+        piece = text[: len(text) // count]
+        return piece if piece and piece * count == text else None
+    target = text.strip()
+    for length in range(1, len(text) + 1):
+        if length * count < len(target):
+            continue
+        for start in range(len(text) - length + 1):
+            piece = text[start : start + length]
+            if (piece * count).strip() == target:
+                return piece
+    return None
+
+
+def check_forced_token(text: str, completion_tokens: int, token_id: str) -> list[Finding]:
+    """FIELD-LOGIT-BIAS-FORCE: with +100 on one token, the text is that token repeated."""
+    if repeated_piece(text, completion_tokens) is not None:
+        return []
+    return [
+        Finding(
+            "FIELD-LOGIT-BIAS-FORCE",
+            f"logit_bias gave token {token_id} a bias of 100 at temperature 0, but the "
+            f"{completion_tokens}-token answer {_clip(text)} is not one piece repeated "
+            f"{completion_tokens} times.",
+        )
+    ]
+
+
+def check_banned_token(tokens: Sequence[str], piece: str, token_id: str) -> list[Finding]:
+    """FIELD-LOGIT-BIAS-BAN: with -100 on a token, no generated token is that token's text."""
+    hits = [number for number, token in enumerate(tokens) if token == piece]
+    if not hits:
+        return []
+    return [
+        Finding(
+            "FIELD-LOGIT-BIAS-BAN",
+            f"logit_bias gave token {token_id} (text {piece!r}) a bias of -100, but the "
+            f"answer's tokens {_clip(list(tokens))} still hold it at position(s) {hits}.",
+        )
+    ]
+
+
+# ------------------------------------------------------------------------------ response_format
+
+
+def complete_contents(response: Mapping[str, Any]) -> dict[Any, str]:
+    """The content of each choice that ended by itself (``finish_reason`` ``stop``).
+
+    A choice cut at the token limit holds an unfinished document: no format rule applies to it.
+    """
+    return {
+        choice.get("index"): content
+        for choice in _choices(response)
+        if choice.get("finish_reason") == "stop"
+        and isinstance(content := _message(choice).get("content"), str)
+    }
+
+
+def check_json_answer(
+    contents: Mapping[Any, str], requirement_id: str, schema: Mapping[str, Any] | None = None
+) -> list[Finding]:
+    """FIELD-JSON-OBJECT (no ``schema``: a JSON object) or FIELD-JSON-SCHEMA (valid JSON)."""
+    validator = Draft202012Validator(schema) if schema is not None else None
+    found = []
+    for index, content in contents.items():
+        try:
+            value = json.loads(content)
+        except ValueError:
+            found.append(
+                Finding(
+                    requirement_id,
+                    f"response_format asked for JSON, but choice {index}'s complete content "
+                    f"{_clip(content)} does not parse as JSON.",
+                )
+            )
+            continue
+        if validator is None and not isinstance(value, dict):
+            found.append(
+                Finding(
+                    requirement_id,
+                    f"response_format json_object asks for a JSON object, but choice {index}'s "
+                    f"content {_clip(content)} is a JSON {type(value).__name__}.",
+                )
+            )
+            continue
+        problems = schema_problems(validator, value) if validator is not None else []
+        if problems:
+            found.append(
+                Finding(
+                    requirement_id,
+                    f"choice {index}'s content {_clip(content)} is not valid against the "
+                    f"json_schema given: {'; '.join(problems)}.",
+                )
+            )
+    return found
+
+
+# ------------------------------------------------------------------------------ tools
+
+
+def _arguments_problem(arguments: Any, parameters: Mapping[str, Any] | None) -> str | None:
+    if not isinstance(arguments, str):
+        return f"arguments {_clip(arguments)} are not a JSON string"
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        return f"arguments {_clip(arguments)} do not parse as JSON"
+    if parameters is None:
+        return None
+    try:
+        problems = schema_problems(Draft202012Validator(parameters), value)
+    except SchemaError:  # pragma: no cover - the suite sends valid parameter schemas
+        return None
+    return f"arguments {_clip(arguments)} are not valid: {problems[0]}" if problems else None
+
+
+def _calls(choice: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    calls = _message(choice).get("tool_calls")
+    return [c for c in calls if isinstance(c, Mapping)] if isinstance(calls, list) else []
+
+
+def is_cut_call(choice: Mapping[str, Any]) -> bool:
+    """Whether the choice is a tool call cut at the token limit: started right, not judged."""
+    return bool(_calls(choice)) and choice.get("finish_reason") == "length"
+
+
+def _call_problems(
+    choice: Mapping[str, Any], tools: Mapping[str, Mapping[str, Any]], allowed: Collection[str]
+) -> list[str]:
+    index = choice.get("index")
+    calls = _calls(choice)
+    if is_cut_call(choice):
+        return []
+    if not calls:
+        return [f"choice {index} carries no tool_calls (content {_clip(_message(choice))})"]
+    problems = []
+    for call in calls:
+        function = call.get("function")
+        function = function if isinstance(function, Mapping) else {}
+        name = function.get("name")
+        if name not in allowed:
+            problems.append(f"choice {index} calls {name!r}, not one of {sorted(allowed)}")
+            continue
+        problem = _arguments_problem(function.get("arguments"), tools.get(str(name)))
+        if problem:
+            problems.append(f"choice {index}'s call of {name!r}: {problem}")
+    if choice.get("finish_reason") != "tool_calls":
+        problems.append(
+            f"choice {index} carries tool calls but finish_reason is "
+            f"{choice.get('finish_reason')!r}, not 'tool_calls'"
+        )
+    return problems
+
+
+def check_tool_forced(
+    response: Mapping[str, Any], name: str, tools: Mapping[str, Mapping[str, Any]]
+) -> list[Finding]:
+    """FIELD-TOOL-FORCED: every choice calls the named function with valid arguments."""
+    problems = [p for choice in _choices(response) for p in _call_problems(choice, tools, [name])]
+    if not problems:
+        return []
+    return [
+        Finding(
+            "FIELD-TOOL-FORCED",
+            f"tool_choice forced {name!r}, but " + "; ".join(problems[:3]) + ".",
+        )
+    ]
+
+
+def check_tool_required(
+    response: Mapping[str, Any], tools: Mapping[str, Mapping[str, Any]]
+) -> list[Finding]:
+    """FIELD-TOOL-REQUIRED: every choice calls declared tools with valid arguments."""
+    problems = [p for choice in _choices(response) for p in _call_problems(choice, tools, tools)]
+    if not problems:
+        return []
+    return [
+        Finding(
+            "FIELD-TOOL-REQUIRED",
+            "tool_choice was 'required', but " + "; ".join(problems[:3]) + ".",
+        )
+    ]
+
+
+def check_tool_none(response: Mapping[str, Any]) -> list[Finding]:
+    """FIELD-TOOL-NONE: no choice carries a tool call or ends with ``tool_calls``."""
+    found = []
+    for choice in _choices(response):
+        if _calls(choice) or choice.get("finish_reason") in ("tool_calls", "function_call"):
+            found.append(
+                Finding(
+                    "FIELD-TOOL-NONE",
+                    f"tool_choice was 'none', but choice {choice.get('index')} carries "
+                    f"tool_calls {_clip(_calls(choice))} (finish_reason "
+                    f"{choice.get('finish_reason')!r}).",
+                )
+            )
+    return found
+
+
+def check_function_call(
+    response: Mapping[str, Any], name: str, parameters: Mapping[str, Any]
+) -> list[Finding]:
+    """FIELD-FUNCTION-CALL: every choice carries ``message.function_call`` of ``name``.
+
+    A choice cut at the token limit (``length``) with a function call started is not judged.
+    """
+    problems = []
+    for choice in _choices(response):
+        index = choice.get("index")
+        call = _message(choice).get("function_call")
+        if not isinstance(call, Mapping):
+            problems.append(f"choice {index} carries no function_call ({_clip(_message(choice))})")
+        elif call.get("name") != name:
+            problems.append(f"choice {index} calls {call.get('name')!r}, not {name!r}")
+        elif choice.get("finish_reason") != "length":
+            problem = _arguments_problem(call.get("arguments"), parameters)
+            if problem:
+                problems.append(f"choice {index}'s function_call: {problem}")
+    if not problems:
+        return []
+    return [
+        Finding(
+            "FIELD-FUNCTION-CALL",
+            f"function_call named {name!r}, but " + "; ".join(problems[:3]) + ".",
+        )
+    ]
+
+
+def _stream_calls(obs: StreamObservation) -> dict[Any, list[tuple[int, Any]]]:
+    """Each choice's ``delta.tool_calls`` entries, with the event that carried them."""
+    found: dict[Any, list[tuple[int, Any]]] = {}
+    for chunk in obs.chunks:
+        for choice in chunk.choices:
+            delta = choice.get("delta")
+            calls = delta.get("tool_calls") if isinstance(delta, Mapping) else None
+            if isinstance(calls, list):
+                found.setdefault(choice.get("index"), []).extend(
+                    (chunk.number, call) for call in calls
+                )
+    return found
+
+
+def _streamed_call_problems(
+    entries: list[tuple[int, Any]],
+    name: str,
+    tools: Mapping[str, Mapping[str, Any]],
+    index: Any,
+    cut: bool,
+) -> tuple[list[str], list[int]]:
+    calls: dict[Any, dict[str, Any]] = {}
+    problems: list[str] = []
+    events: list[int] = []
+    for number, entry in entries:
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("index"), int):
+            problems.append(f"choice {index}'s tool call delta in event {number} has no index")
+            events.append(number)
+            continue
+        function = entry.get("function") if isinstance(entry.get("function"), Mapping) else {}
+        call = calls.get(entry["index"])
+        if call is None:
+            if not (
+                isinstance(entry.get("id"), str)
+                and entry.get("type") == "function"
+                and isinstance(function.get("name"), str)
+            ):
+                problems.append(
+                    f"the first delta of choice {index}'s tool call {entry['index']} (event "
+                    f"{number}) lacks its id, type or function name: {_clip(dict(entry))}"
+                )
+                events.append(number)
+            call = calls[entry["index"]] = {"name": function.get("name"), "arguments": ""}
+        if isinstance(function.get("arguments"), str):
+            call["arguments"] += function["arguments"]
+    if not calls and not problems:
+        problems.append(f"choice {index} streamed no delta.tool_calls although {name!r} was forced")
+    for call_index, call in calls.items():
+        if cut:  # cut at the token limit: the arguments may be unfinished
+            break
+        problem = _arguments_problem(call["arguments"], tools.get(str(call["name"])))
+        if problem:
+            problems.append(f"choice {index}'s streamed tool call {call_index}: joined {problem}")
+    return problems, events
+
+
+def check_tool_stream(
+    obs: StreamObservation, name: str, tools: Mapping[str, Mapping[str, Any]]
+) -> list[Finding]:
+    """FIELD-TOOL-STREAMED: a forced tool call streams as well-formed ``delta.tool_calls``."""
+    if obs.error_events or not obs.chunks:
+        return []
+    by_choice = _stream_calls(obs)
+    finished = streamed_response(obs)["choices"]
+    problems: list[str] = []
+    events: list[int] = []
+    for choice in finished:
+        index, cut = choice["index"], choice["finish_reason"] == "length"
+        entries = by_choice.get(index, [])
+        found, numbers = _streamed_call_problems(entries, name, tools, index, cut)
+        problems += found
+        events += numbers
+    if not problems:
+        return []
+    return [
+        Finding("FIELD-TOOL-STREAMED", "; ".join(problems[:3]) + ".", event_numbers=tuple(events))
+    ]
