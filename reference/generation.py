@@ -10,6 +10,7 @@ answers with one JSON object or, for `"stream": true`, with server-sent chunks.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import math
 import time
 import uuid
@@ -30,6 +31,7 @@ from reference.engine import (
     InvalidGrammar,
     InvalidRequest,
     Piece,
+    PromptLogprobs,
     SamplingParams,
     TokenLogprob,
 )
@@ -280,12 +282,6 @@ async def plan_completion(body: Mapping[str, Any], *, model: str, engine: Engine
         )
     logprobs = body.get("logprobs")
     echo = bool(body.get("echo", False))
-    if echo and logprobs is not None:
-        raise bad_request(
-            f"{_field('echo')} with {_field('logprobs')} is not supported: the prompt's own "
-            "log probabilities would need the model's logits at every prompt position, "
-            "which this server's engine does not keep"
-        )
     raw_prompt = body["prompt"]
     texts = [raw_prompt] if isinstance(raw_prompt, str) else list(raw_prompt)
     generations = len(texts) * max(best_of or n, n)
@@ -294,9 +290,8 @@ async def plan_completion(body: Mapping[str, Any], *, model: str, engine: Engine
             f"{len(texts)} prompts x {_field('best_of') if best_of else _field('n')} "
             f"{best_of or n} is more than {MAX_CHOICES} generations"
         )
-    params = _sampling(
-        body, engine, top_logprobs=_as_int(logprobs) if logprobs is not None else None
-    )
+    top = _as_int(logprobs) if logprobs is not None else None
+    params = _sampling(body, engine, top_logprobs=top, prompt_logprobs=top if echo else None)
     prompts = tuple(
         [
             Prompt(
@@ -352,6 +347,37 @@ def _legacy_logprobs(entries: Sequence[TokenLogprob], offset: int) -> dict[str, 
         "top_logprobs": [{top.token: top.logprob for top in entry.top} for entry in entries],
         "text_offset": offsets,
     }
+
+
+def _echo_logprobs(echo: PromptLogprobs) -> dict[str, Any]:
+    """The legacy shape of the prompt's tokens: the first has no logprob and no alternatives.
+
+    A token's offset counts the prompt's characters complete before it, so that offsets point
+    into the echoed text even where a token holds part of a character.
+    """
+    decode = codecs.getincrementaldecoder("utf-8")("replace").decode
+    offsets, offset = [], 0
+    for data in echo.tokens:
+        offsets.append(offset)
+        offset += len(decode(data))
+    entries: list[TokenLogprob | None] = [None, *echo.logprobs] if echo.tokens else []
+    return {
+        "tokens": [data.decode("utf-8", "replace") for data in echo.tokens],
+        "token_logprobs": [None if entry is None else entry.logprob for entry in entries],
+        "top_logprobs": [
+            None if entry is None else {top.token: top.logprob for top in entry.top}
+            for entry in entries
+        ],
+        "text_offset": offsets,
+    }
+
+
+def _joined_logprobs(*parts: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Legacy logprobs of consecutive texts as one: each list the lists in order."""
+    present = [part for part in parts if part is not None]
+    if not present:
+        return None
+    return {key: [item for part in present for item in part[key]] for key in present[0]}
 
 
 class _Response:
@@ -416,6 +442,17 @@ class _Response:
 
 
 @dataclass(frozen=True)
+class _Echo:
+    """The prompt, prepended to a choice's text, and its tokens' logprobs when asked for."""
+
+    text: str
+    logprobs: PromptLogprobs | None = None
+
+    def legacy_logprobs(self) -> dict[str, Any] | None:
+        return None if self.logprobs is None else _echo_logprobs(self.logprobs)
+
+
+@dataclass(frozen=True)
 class _End:
     """The end of one choice: its finish reason and the tokens it consumed."""
 
@@ -424,19 +461,37 @@ class _End:
 
 
 async def _choice_emits(
-    plan: Plan, slot: Slot, prompt: Prompt, params: SamplingParams
-) -> AsyncIterator[Emit | _End]:
-    """One choice's deltas, as its text is generated, then its `_End`."""
+    plan: Plan,
+    slot: Slot,
+    prompt: Prompt,
+    params: SamplingParams,
+    echoed: dict[tuple[int, ...], PromptLogprobs],
+) -> AsyncIterator[_Echo | Emit | _End]:
+    """One choice's echo (if asked for), deltas as its text is generated, then its `_End`.
+
+    The prompt's logprobs, when asked for, come from the model before its first piece; they
+    are kept in ``echoed``, so that the request's other choices of the prompt reuse them.
+    """
     shaper = plan.shaper()
-    if plan.echo and prompt.text:
-        yield Emit({"content": prompt.text})
-    for emit in shaper.start():
-        yield emit
+    known = echoed.get(prompt.tokens)
+    if params.prompt_logprobs is not None and known is not None:
+        params = replace(params, prompt_logprobs=None)
+    if params.prompt_logprobs is None:
+        if plan.echo and prompt.text:
+            yield _Echo(prompt.text, known)
+        for emit in shaper.start():
+            yield emit
     finish: Finish | None = None
     async with aclosing(slot.generate(prompt.tokens, params)) as items:
         async for item in items:
             if item.__class__ is Piece:
                 for emit in shaper.feed(item.text, item.logprobs):
+                    yield emit
+            elif item.__class__ is PromptLogprobs:
+                echoed[prompt.tokens] = item
+                if prompt.text:
+                    yield _Echo(prompt.text, item)
+                for emit in shaper.start():
                     yield emit
             else:
                 finish = item
@@ -462,26 +517,35 @@ async def _complete(plan: Plan, slot: Slot) -> dict[str, Any]:
     highest mean token logprob are returned, best first; usage counts every candidate.
     """
     response = _Response(plan)
+    echoed: dict[tuple[int, ...], PromptLogprobs] = {}
     choices = []
     for p, prompt in enumerate(plan.prompts):
         candidates: list[tuple[float, dict[str, Any]]] = []
         for j in range(plan.candidates):
             emits: list[Emit] = []
+            echo: _Echo | None = None
             end: _End | None = None
-            async with aclosing(_choice_emits(plan, slot, prompt, plan.params_for(j))) as items:
+            params = plan.params_for(j)
+            async with aclosing(_choice_emits(plan, slot, prompt, params, echoed)) as items:
                 async for item in items:
                     if isinstance(item, Emit):
                         emits.append(item)
+                    elif isinstance(item, _Echo):
+                        echo = item
+                        emits.append(Emit({"content": item.text}))
                     else:
                         end = item
             assert end is not None
             response.completion_tokens += end.completion_tokens
             entries = [entry for emit in emits for entry in emit.logprobs]
             message = merge_deltas(emits)
+            logprobs = response.logprobs(entries, len(echo.text) if echo else 0)
+            if echo is not None and logprobs is not None:
+                logprobs = _joined_logprobs(echo.legacy_logprobs(), logprobs)
             choice: dict[str, Any] = {
                 "index": 0,
                 "message": message,
-                "logprobs": response.logprobs(entries, 0),
+                "logprobs": logprobs,
                 "finish_reason": end.reason,
             }
             if plan.kind == "completion":
@@ -509,15 +573,22 @@ async def _chunks(plan: Plan, slot: Slot) -> AsyncIterator[dict[str, Any]]:
     The finish chunk's delta is `{"content": ""}`, or `{}` after tool call deltas.
     """
     response = _Response(plan)
+    echoed: dict[tuple[int, ...], PromptLogprobs] = {}
     calls_only = plan.kind == "chat" and plan.tools.mode in ("forced", "required")
     for index, prompt, params in plan.choices():
         yield response.chunk(index, {"role": "assistant", "content": None if calls_only else ""})
         offset = 0
         called = False
         end: _End | None = None
-        async with aclosing(_choice_emits(plan, slot, prompt, params)) as items:
+        async with aclosing(_choice_emits(plan, slot, prompt, params, echoed)) as items:
             async for item in items:
-                if isinstance(item, Emit):
+                if isinstance(item, _Echo):
+                    logprobs = response.logprobs((), offset)
+                    if logprobs is not None:
+                        logprobs = _joined_logprobs(item.legacy_logprobs(), logprobs)
+                    offset += len(item.text)
+                    yield response.chunk(index, {"content": item.text}, logprobs=logprobs)
+                elif isinstance(item, Emit):
                     delta = item.delta
                     if "content" in delta:
                         logprobs = response.logprobs(item.logprobs, offset)

@@ -31,7 +31,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
-from reference.engine import Engine, Finish, Piece, SamplingParams
+from reference.engine import Engine, Finish, Piece, PromptLogprobs, SamplingParams
 
 __all__ = ["ModelRunner", "QueueFull", "RunnerClosed", "Slot"]
 
@@ -85,7 +85,7 @@ class Slot:
 
     async def generate(
         self, prompt_tokens: Sequence[int], params: SamplingParams
-    ) -> AsyncIterator[Piece | Finish]:
+    ) -> AsyncIterator[PromptLogprobs | Piece | Finish]:
         """Run ``engine.generate`` in the worker and yield its pieces, then one `Finish`.
 
         Errors raised by the engine (`reference.engine.InvalidRequest` among them) are raised

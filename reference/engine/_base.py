@@ -17,6 +17,7 @@ __all__ = [
     "InvalidGrammar",
     "InvalidRequest",
     "Piece",
+    "PromptLogprobs",
     "SamplingParams",
     "TokenLogprob",
     "TopLogprob",
@@ -73,8 +74,10 @@ class SamplingParams:
     ``temperature == 0`` samples greedily (and ignores ``seed``). ``logit_bias`` maps token ids
     to a bias added to their logits: -100 keeps a token out, +100 makes it all but certain.
     ``top_logprobs=None`` reports no logprobs; ``k >= 0`` reports each sampled token's logprob
-    and its ``k`` most likely alternatives. ``grammar`` (GBNF) and ``json_schema`` constrain the
-    output; give at most one of them.
+    and its ``k`` most likely alternatives. ``prompt_logprobs=k`` makes ``generate`` first
+    yield the prompt's own `PromptLogprobs`, each with ``k`` alternatives (what a completion
+    with ``echo`` and ``logprobs`` reports). ``grammar`` (GBNF) and ``json_schema`` constrain
+    the output; give at most one of them.
     """
 
     max_tokens: int
@@ -86,6 +89,7 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     logit_bias: Mapping[int, float] = field(default_factory=lambda: MappingProxyType({}))
     top_logprobs: int | None = None
+    prompt_logprobs: int | None = None
     grammar: str | None = None
     json_schema: Mapping[str, Any] | None = None
 
@@ -100,19 +104,19 @@ class SamplingParams:
             _check_int("seed", self.seed)
         object.__setattr__(self, "stop", _checked_stop(self.stop))
         object.__setattr__(self, "logit_bias", _checked_logit_bias(self.logit_bias))
-        if self.top_logprobs is not None:
-            _check_int("top_logprobs", self.top_logprobs)
-            if not 0 <= self.top_logprobs <= MAX_TOP_LOGPROBS:
-                raise ValueError(
-                    f"top_logprobs must be None or between 0 and {MAX_TOP_LOGPROBS}, "
-                    f"got {self.top_logprobs}"
-                )
+        _check_top("top_logprobs", self.top_logprobs)
+        _check_top("prompt_logprobs", self.prompt_logprobs)
         if self.grammar is not None and self.json_schema is not None:
             raise ValueError("give grammar or json_schema, not both")
         if self.grammar is not None and (not isinstance(self.grammar, str) or not self.grammar):
             raise ValueError("grammar must be a non-empty GBNF string")
         if self.json_schema is not None and not isinstance(self.json_schema, Mapping):
             raise TypeError(f"json_schema must be a mapping, not {type(self.json_schema).__name__}")
+
+
+def _check_top(name: str, value: int | None) -> None:
+    if value is not None and not 0 <= _check_int(name, value) <= MAX_TOP_LOGPROBS:
+        raise ValueError(f"{name} must be None or between 0 and {MAX_TOP_LOGPROBS}, got {value}")
 
 
 def _checked_stop(stop: object) -> tuple[str, ...]:
@@ -159,6 +163,19 @@ class TokenLogprob:
     bytes: bytes
     logprob: float
     top: tuple[TopLogprob, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PromptLogprobs:
+    """The prompt's own tokens, and how likely the model found each after the ones before it.
+
+    ``tokens`` holds every prompt token's bytes, a control token as the text that wrote it
+    (so that they join to the prompt). ``logprobs[i]`` belongs to ``tokens[i + 1]``: nothing
+    predicts the first token, so it has no logprob (OpenAI reports null for it).
+    """
+
+    tokens: tuple[bytes, ...]
+    logprobs: tuple[TokenLogprob, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,9 +257,10 @@ class Engine(Protocol):
         prompt_tokens: Sequence[int],
         params: SamplingParams,
         cancel: threading.Event,
-    ) -> Iterator[Piece | Finish]:
+    ) -> Iterator[PromptLogprobs | Piece | Finish]:
         """Check the request, raising `InvalidRequest` at once, then return its pieces.
 
+        With ``params.prompt_logprobs`` set, the first item is the prompt's `PromptLogprobs`.
         The iterator ends with exactly one `Finish`, or early without one once ``cancel`` is
         set. It runs the model: one generation at a time.
         """

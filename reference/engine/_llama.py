@@ -32,12 +32,14 @@ from llama_cpp import llama_chat_format as chat_formats
 from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 
 from reference.engine._base import (
+    MAX_TOP_LOGPROBS,
     ContextOverflow,
     EngineError,
     Finish,
     InvalidGrammar,
     InvalidRequest,
     Piece,
+    PromptLogprobs,
     SamplingParams,
     TokenLogprob,
     TopLogprob,
@@ -229,6 +231,13 @@ class LlamaEngine:
     drops what the generation appended and puts back the prompt's last logits, kept from its
     evaluation (one vocabulary of floats), where llama.cpp's sampler reads them. Between chunks
     the engine checks the cancel flag, which makes long prompts abortable.
+
+    A prompt's own logprobs (`prompt_logprobs`) need logits at every position. They come from
+    an evaluation of their own, in the same chunks, that asks llama.cpp for every position's
+    output row (keeping them all for the whole context, ``logits_all``, would cost a context
+    times a vocabulary of floats: 384 MB at 2048 x 49152). Asking for more rows changes how
+    the last layer is computed, so its cache is not reused: the next prompt is evaluated as on
+    a fresh engine.
     """
 
     def __init__(self, llama: Llama, *, name: str, chat_template: str) -> None:
@@ -318,14 +327,37 @@ class LlamaEngine:
         prompt_tokens: Sequence[int],
         params: SamplingParams,
         cancel: threading.Event,
-    ) -> Iterator[Piece | Finish]:
+    ) -> Iterator[PromptLogprobs | Piece | Finish]:
         """Check the request now, then return the iterator that generates it.
 
         When prompt and ``max_tokens`` do not both fit, generation ends at the context's end
-        with reason ``"length"``.
+        with reason ``"length"``. With ``params.prompt_logprobs`` set, the first item is the
+        `PromptLogprobs` of ``prompt_tokens`` (of no tokens for an empty prompt).
         """
         prompt, grammar, logits_processor = self._prepare(prompt_tokens, params)
-        return self._generate(prompt, params, cancel, grammar, logits_processor)
+        generation = self._generate(prompt, params, cancel, grammar, logits_processor)
+        if params.prompt_logprobs is None:
+            return generation
+        return self._with_prompt_logprobs(
+            list(prompt_tokens), params.prompt_logprobs, cancel, generation
+        )
+
+    def prompt_logprobs(
+        self, prompt_tokens: Sequence[int], top: int, cancel: threading.Event
+    ) -> PromptLogprobs | None:
+        """The logprob of each prompt token after the ones before it, with ``top`` alternatives.
+
+        Logprobs are the model's raw distribution, as in `TokenLogprob`. Returns None if
+        ``cancel`` was set before the prompt was evaluated. It runs the model, like `generate`
+        (not at the same time), and changes nothing a later `generate` returns.
+        """
+        if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= MAX_TOP_LOGPROBS:
+            raise ValueError(f"top must be an int between 0 and {MAX_TOP_LOGPROBS}, got {top!r}")
+        prompt = list(prompt_tokens)
+        if len(prompt) >= self._context_size:
+            raise ContextOverflow(len(prompt), self._context_size)
+        self._check_token_ids(prompt, "the prompt")
+        return self._prompt_logprobs(prompt, top, cancel)
 
     def close(self) -> None:
         """Free the model."""
@@ -386,6 +418,59 @@ class LlamaEngine:
             return scores
 
         return LogitsProcessorList([add_bias])
+
+    def _with_prompt_logprobs(
+        self,
+        prompt: list[int],
+        top: int,
+        cancel: threading.Event,
+        generation: Iterator[Piece | Finish],
+    ) -> Iterator[PromptLogprobs | Piece | Finish]:
+        try:
+            if cancel.is_set():
+                return
+            logprobs = self._prompt_logprobs(prompt, top, cancel)
+            if logprobs is None:
+                return
+            yield logprobs
+            yield from generation
+        finally:
+            generation.close()
+
+    def _prompt_logprobs(
+        self, prompt: list[int], top: int, cancel: threading.Event
+    ) -> PromptLogprobs | None:
+        llama = self._llama
+        pieces = self._pieces
+        # A control token (parsed from the prompt's text) renders as nothing among the
+        # sampled tokens; here it renders as its text, so that the tokens join to the prompt.
+        tokens = tuple(pieces[t] or _piece(self._vocab, t, True) for t in prompt)
+        if len(prompt) < 2:
+            return PromptLogprobs(tokens, ())
+        # From here on the cache holds what no plan computed: forget it before touching it.
+        self._evaluated = None
+        self._chunks, self._chunks_done = [], 0
+        llama.n_tokens = 0
+        entries: list[TokenLogprob] = []
+        try:
+            llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+            for begin, end in _chunk_plan(prompt, PROMPT_CHUNK, self._end_of_generation):
+                if cancel.is_set():
+                    return None
+                chunk = prompt[begin:end]
+                # llama-cpp-python's own batch and decode, as `Llama.eval` uses them, but with
+                # an output row asked for at every position rather than the last alone.
+                llama._batch.set_batch(batch=chunk, n_past=begin, logits_all=True)
+                llama._ctx.decode(llama._batch)
+                llama.input_ids[begin:end] = chunk
+                llama.n_tokens = end
+                # Row i predicts the token after it; the last row of the prompt predicts none.
+                for row, token in enumerate(prompt[begin + 1 : end + 1]):
+                    entries.append(self._logprob(token, top, row, tokens[begin + row + 1]))
+        finally:
+            # Whether it finished or not, the next prompt is evaluated as on a fresh engine.
+            llama.n_tokens = 0
+        return PromptLogprobs(tokens, tuple(entries))
 
     def _generate(
         self,
@@ -485,16 +570,21 @@ class LlamaEngine:
         self._evaluated_logits = self._last_logits().copy()
         return True
 
-    def _last_logits(self) -> np.ndarray[Any, np.dtype[np.single]]:
-        """The logits of the last evaluated position: llama.cpp's own buffer, not a copy."""
-        pointer = llama_cpp.llama_get_logits_ith(self._llama.ctx, -1)
+    def _last_logits(self, row: int = -1) -> np.ndarray[Any, np.dtype[np.single]]:
+        """The logits of an output row of the last evaluation (by default its last one).
+
+        llama.cpp's own buffer, not a copy.
+        """
+        pointer = llama_cpp.llama_get_logits_ith(self._llama.ctx, row)
         return np.ctypeslib.as_array(pointer, shape=(self._vocab_size,))
 
-    def _logprob(self, token: int, top: int) -> TokenLogprob:
+    def _logprob(
+        self, token: int, top: int, row: int = -1, data: bytes | None = None
+    ) -> TokenLogprob:
         # With logits_all=False llama.cpp keeps the logits of the last evaluated position,
         # which is exactly the one `token` was sampled from: no need for logits_all's
         # context x vocabulary buffer.
-        logits = self._last_logits()
+        logits = self._last_logits(row)
         shifted = logits - logits.max()
         log_total = float(np.log(np.exp(shifted).sum()))
         alternatives: tuple[TopLogprob, ...] = ()
@@ -509,7 +599,8 @@ class LlamaEngine:
                 )
                 for t in best.tolist()
             )
-        data = self._pieces[token]
+        if data is None:
+            data = self._pieces[token]
         return TokenLogprob(
             data.decode("utf-8", "replace"), data, float(shifted[token]) - log_total, alternatives
         )

@@ -47,6 +47,8 @@ from reference.engine._stops import StopMatcher
         ({"logit_bias": {-1: 1}}, ValueError, "token ids must be >= 0"),
         ({"logit_bias": {"5": 1}}, TypeError, "token id must be an int"),
         ({"top_logprobs": 21}, ValueError, "top_logprobs must be None or between 0 and 20"),
+        ({"prompt_logprobs": -1}, ValueError, "prompt_logprobs must be None or between 0 and 20"),
+        ({"prompt_logprobs": 2.0}, TypeError, "prompt_logprobs must be an int"),
         ({"grammar": 'root ::= "a"', "json_schema": {}}, ValueError, "not both"),
         ({"grammar": ""}, ValueError, "non-empty GBNF"),
         ({"json_schema": "{}"}, TypeError, "json_schema must be a mapping"),

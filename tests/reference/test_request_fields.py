@@ -7,15 +7,18 @@ the output is pinned by temperature 0, a seed, a grammar or a logit bias, not by
 
 from __future__ import annotations
 
+import itertools
 import json
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 import openai
 import pytest
 
-from reference.engine import Engine
+from reference.engine import Engine, LlamaEngine, Piece, SamplingParams, load_engine
 from tests.reference._http import CONTRACT, assert_conforms
 from tests.reference._server import ServerProcess
 
@@ -333,6 +336,97 @@ def test_echo_prepends_the_prompt(client: openai.OpenAI) -> None:
     assert echoed == "Once upon a time" + plain
 
 
+ECHOED = "The lighthouse keeper climbed the stairs and lit the lamp"
+LEGACY_FIELDS = ("tokens", "token_logprobs", "top_logprobs", "text_offset")
+
+
+@pytest.fixture(scope="module")
+def fresh_engine(model_path: Path) -> Iterator[LlamaEngine]:
+    """An engine loaded as the server loads its model, with nothing run on it."""
+    loaded = load_engine(model_path)
+    yield loaded
+    loaded.close()
+
+
+def legacy(logprobs: Any) -> dict[str, list[Any]]:
+    return {key: list(getattr(logprobs, key)) for key in LEGACY_FIELDS}
+
+
+def test_echo_with_logprobs_reports_the_prompt_tokens_first(client: openai.OpenAI) -> None:
+    fields = {"prompt": ECHOED, "logprobs": 3, "temperature": 0, "max_tokens": 4}
+    completion = complete(client, echo=True, **fields)
+    (choice,) = completion.choices
+    logprobs = choice.logprobs
+    assert choice.text.startswith(ECHOED) and len(choice.text) > len(ECHOED)
+    assert "".join(logprobs.tokens) == choice.text
+    count = completion.usage.prompt_tokens
+    assert {len(values) for values in legacy(logprobs).values()} == {
+        count + completion.usage.completion_tokens
+    }
+    # Nothing predicts the first token: OpenAI reports it with nulls.
+    assert logprobs.token_logprobs[0] is None and logprobs.top_logprobs[0] is None
+    assert all(value <= 0 for value in logprobs.token_logprobs[1:])
+    assert all(len(top) == 3 for top in logprobs.top_logprobs[1:])
+    offsets = logprobs.text_offset
+    assert offsets[0] == 0 and all(a < b for a, b in itertools.pairwise(offsets))
+    for offset, token in zip(offsets, logprobs.tokens, strict=True):
+        assert choice.text[offset : offset + len(token)] == token
+    # After the prompt's entries come exactly those a request without echo reports.
+    plain = legacy(complete(client, **fields).choices[0].logprobs)
+    tail = {key: values[count:] for key, values in legacy(logprobs).items()}
+    tail["text_offset"] = [offset - len(ECHOED) for offset in tail["text_offset"]]
+    assert tail == plain
+
+
+def test_echo_logprobs_are_a_fresh_engines_and_leave_the_cache_sound(
+    client: openai.OpenAI, fresh_engine: LlamaEngine
+) -> None:
+    tokens = fresh_engine.tokenize(ECHOED, add_bos=True, special=True)
+    expected = fresh_engine.prompt_logprobs(tokens, 2, threading.Event())
+    assert expected is not None
+    params = SamplingParams(max_tokens=4, temperature=0, top_logprobs=2)
+    generated = [
+        entry
+        for item in fresh_engine.generate(tokens, params, threading.Event())
+        if isinstance(item, Piece)
+        for entry in item.logprobs
+    ]
+    fields = {"prompt": ECHOED, "logprobs": 2, "temperature": 0, "max_tokens": 4}
+    complete(client, **fields)  # the server's cache holds the prompt now
+    echoed = complete(client, echo=True, **fields).choices[0].logprobs
+    # Exact: the same evaluation as a fresh engine's, whatever the server's cache held.
+    assert echoed.token_logprobs[1 : len(tokens)] == [entry.logprob for entry in expected.logprobs]
+    assert echoed.top_logprobs[1 : len(tokens)] == [
+        {top.token: top.logprob for top in entry.top} for entry in expected.logprobs
+    ]
+    # And the cache it leaves behind still gives what a fresh engine gives.
+    after = complete(client, **fields).choices[0].logprobs
+    assert after.tokens == [entry.token for entry in generated]
+    assert after.token_logprobs == [entry.logprob for entry in generated]
+
+
+def test_streamed_echo_carries_the_prompt_logprobs_on_its_delta(client: openai.OpenAI) -> None:
+    fields = {"prompt": ECHOED, "echo": True, "logprobs": 2, "temperature": 0, "max_tokens": 3}
+    whole = complete(client, n=2, **fields)
+    # Both choices of the prompt report its logprobs, computed once.
+    assert legacy(whole.choices[0].logprobs) == legacy(whole.choices[1].logprobs)
+    chunks = list(client.completions.create(model="asha", stream=True, n=2, **fields))
+    validator = CONTRACT.schema_validator("CompletionChunk")
+    for chunk in chunks:
+        errors = list(validator.iter_errors(chunk.model_dump(exclude_unset=True)))
+        assert not errors, f"{chunk}: {errors[0].message[:200]}"
+    for index in (0, 1):
+        choices = [c.choices[0] for c in chunks if c.choices and c.choices[0].index == index]
+        first_text = next(choice for choice in choices if choice.text)
+        assert first_text.text == ECHOED
+        assert first_text.logprobs.token_logprobs[0] is None
+        joined = {
+            key: [value for c in choices if c.logprobs for value in getattr(c.logprobs, key)]
+            for key in LEGACY_FIELDS
+        }
+        assert joined == legacy(whole.choices[index].logprobs)
+
+
 def test_best_of_returns_the_candidate_with_the_best_mean_logprob(client: openai.OpenAI) -> None:
     fields = {"temperature": 1.5, "seed": 11, "max_tokens": 5}
     candidates = complete(client, n=3, logprobs=0, **fields)
@@ -350,7 +444,6 @@ def test_best_of_returns_the_candidate_with_the_best_mean_logprob(client: openai
     ("fields", "words"),
     [
         ({"best_of": 2, "stream": True}, "'best_of'"),
-        ({"echo": True, "logprobs": 1}, "logits at every prompt position"),
     ],
 )
 def test_completion_fields_that_cannot_be_served(

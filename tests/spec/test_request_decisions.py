@@ -57,4 +57,4 @@ def test_tool_call_decisions_are_written_down(schemas: dict[str, Any]) -> None:
 def test_completion_decisions_are_written_down(schemas: dict[str, Any]) -> None:
     fields = schemas["CompletionRequest"]["properties"]
     assert "mean log" in fields["best_of"]["description"]
-    assert "logits at every prompt position" in fields["echo"]["description"]
+    assert "the first token's both `null`" in fields["echo"]["description"]
