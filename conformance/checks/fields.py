@@ -15,6 +15,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from conformance.checks._answers import choices, clip
 from conformance.checks._finding import Finding, schema_problems
 from conformance.checks.semantics import choice_texts, index_problem
 from conformance.checks.streaming import StreamObservation, streamed_texts
@@ -44,19 +45,9 @@ __all__ = [
 _REPLACEMENT = "\ufffd"
 
 
-def _choices(response: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    choices = response.get("choices")
-    return [c for c in choices if isinstance(c, Mapping)] if isinstance(choices, list) else []
-
-
 def _message(choice: Mapping[str, Any]) -> Mapping[str, Any]:
     message = choice.get("message")
     return message if isinstance(message, Mapping) else {}
-
-
-def _clip(value: Any, limit: int = 120) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def named_refusal(status: int | None, body: Any, fields: Iterable[str]) -> str | None:
@@ -113,8 +104,8 @@ def check_echo(response: Mapping[str, Any], prompt: str) -> list[Finding]:
             found.append(
                 Finding(
                     "FIELD-ECHO",
-                    f"echo was true, but choice {index}'s text {_clip(text)} does not start "
-                    f"with the prompt {_clip(prompt)}.",
+                    f"echo was true, but choice {index}'s text {clip(text)} does not start "
+                    f"with the prompt {clip(prompt)}.",
                 )
             )
     return found
@@ -137,7 +128,7 @@ def _joined_bytes(entries: Sequence[Mapping[str, Any]]) -> str | None:
 def _chat_logprob_problems(entries: Any, content: str, k: int, index: Any) -> list[str]:
     """What is wrong with one choice's ``logprobs.content`` (empty: nothing)."""
     if not isinstance(entries, list) or not all(isinstance(e, Mapping) for e in entries):
-        return [f"choice {index} has no logprobs.content list ({_clip(entries)})"]
+        return [f"choice {index} has no logprobs.content list ({clip(entries)})"]
     problems = []
     tokens = "".join(str(e.get("token", "")) for e in entries)
     decoded = _joined_bytes(entries)
@@ -145,8 +136,8 @@ def _chat_logprob_problems(entries: Any, content: str, k: int, index: Any) -> li
     # when every entry has its bytes, those are what must add up to the content.
     if (decoded if decoded is not None else tokens) != content:
         problems.append(
-            f"choice {index}'s logprobs tokens join to {_clip(decoded or tokens)}, but its "
-            f"content is {_clip(content)}"
+            f"choice {index}'s logprobs tokens join to {clip(decoded or tokens)}, but its "
+            f"content is {clip(content)}"
         )
     for number, entry in enumerate(entries):
         alternatives = entry.get("top_logprobs")
@@ -168,8 +159,8 @@ def _chat_logprob_problems(entries: Any, content: str, k: int, index: Any) -> li
                 continue  # part of a character: nothing to compare
             if text != entry.get("token"):
                 problems.append(
-                    f"choice {index}'s token {number} is {_clip(entry.get('token'))} but its "
-                    f"bytes decode to {_clip(text)}"
+                    f"choice {index}'s token {number} is {clip(entry.get('token'))} but its "
+                    f"bytes decode to {clip(text)}"
                 )
                 break
     return problems
@@ -184,11 +175,11 @@ def _logprobs_findings(
     """Judge each choice's ``logprobs`` against its text with ``problems_of``."""
     problems = []
     texts = choice_texts(response)
-    for choice in _choices(response):
+    for choice in choices(response):
         index = choice.get("index")
         logprobs = choice.get("logprobs")
         if not isinstance(logprobs, Mapping):
-            problems.append(f"choice {index} has logprobs {_clip(logprobs)} although asked for")
+            problems.append(f"choice {index} has logprobs {clip(logprobs)} although asked for")
             continue
         problems += problems_of(logprobs, texts.get(index, ""), index)
     if not problems:
@@ -226,12 +217,12 @@ def _legacy_problems(logprobs: Mapping[str, Any], text: str, k: int, index: Any)
     partial = any(_REPLACEMENT in t or t.startswith("bytes:") for t in tokens)
     if not partial and "".join(tokens) != text:
         problems.append(
-            f"choice {index}'s logprobs tokens join to {_clip(''.join(tokens))}, but its text "
-            f"is {_clip(text)}"
+            f"choice {index}'s logprobs tokens join to {clip(''.join(tokens))}, but its text "
+            f"is {clip(text)}"
         )
     offsets = arrays["text_offset"]
     if any(not isinstance(o, int) for o in offsets) or offsets != sorted(offsets):
-        problems.append(f"choice {index}'s text_offset is not non-decreasing: {_clip(offsets)}")
+        problems.append(f"choice {index}'s text_offset is not non-decreasing: {clip(offsets)}")
     if any(
         v is not None and (not isinstance(v, int | float) or v > 0)
         for v in arrays["token_logprobs"]
@@ -328,7 +319,7 @@ def check_forced_token(text: str, completion_tokens: int, token_id: str) -> list
         Finding(
             "FIELD-LOGIT-BIAS-FORCE",
             f"logit_bias gave token {token_id} a bias of 100 at temperature 0, but the "
-            f"{completion_tokens}-token answer {_clip(text)} is not one piece repeated "
+            f"{completion_tokens}-token answer {clip(text)} is not one piece repeated "
             f"{completion_tokens} times.",
         )
     ]
@@ -343,7 +334,7 @@ def check_banned_token(tokens: Sequence[str], piece: str, token_id: str) -> list
         Finding(
             "FIELD-LOGIT-BIAS-BAN",
             f"logit_bias gave token {token_id} (text {piece!r}) a bias of -100, but the "
-            f"answer's tokens {_clip(list(tokens))} still hold it at position(s) {hits}.",
+            f"answer's tokens {clip(list(tokens))} still hold it at position(s) {hits}.",
         )
     ]
 
@@ -358,7 +349,7 @@ def complete_contents(response: Mapping[str, Any]) -> dict[Any, str]:
     """
     return {
         choice.get("index"): content
-        for choice in _choices(response)
+        for choice in choices(response)
         if choice.get("finish_reason") == "stop"
         and isinstance(content := _message(choice).get("content"), str)
     }
@@ -378,7 +369,7 @@ def check_json_answer(
                 Finding(
                     requirement_id,
                     f"response_format asked for JSON, but choice {index}'s complete content "
-                    f"{_clip(content)} does not parse as JSON.",
+                    f"{clip(content)} does not parse as JSON.",
                 )
             )
             continue
@@ -387,7 +378,7 @@ def check_json_answer(
                 Finding(
                     requirement_id,
                     f"response_format json_object asks for a JSON object, but choice {index}'s "
-                    f"content {_clip(content)} is a JSON {type(value).__name__}.",
+                    f"content {clip(content)} is a JSON {type(value).__name__}.",
                 )
             )
             continue
@@ -396,7 +387,7 @@ def check_json_answer(
             found.append(
                 Finding(
                     requirement_id,
-                    f"choice {index}'s content {_clip(content)} is not valid against the "
+                    f"choice {index}'s content {clip(content)} is not valid against the "
                     f"json_schema given: {'; '.join(problems)}.",
                 )
             )
@@ -408,18 +399,18 @@ def check_json_answer(
 
 def _arguments_problem(arguments: Any, parameters: Mapping[str, Any] | None) -> str | None:
     if not isinstance(arguments, str):
-        return f"arguments {_clip(arguments)} are not a JSON string"
+        return f"arguments {clip(arguments)} are not a JSON string"
     try:
         value = json.loads(arguments)
     except ValueError:
-        return f"arguments {_clip(arguments)} do not parse as JSON"
+        return f"arguments {clip(arguments)} do not parse as JSON"
     if parameters is None:
         return None
     try:
         problems = schema_problems(Draft202012Validator(parameters), value)
     except SchemaError:  # pragma: no cover - the suite sends valid parameter schemas
         return None
-    return f"arguments {_clip(arguments)} are not valid: {problems[0]}" if problems else None
+    return f"arguments {clip(arguments)} are not valid: {problems[0]}" if problems else None
 
 
 def _calls(choice: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -440,7 +431,7 @@ def _call_problems(
     if is_cut_call(choice):
         return []
     if not calls:
-        return [f"choice {index} carries no tool_calls (content {_clip(_message(choice))})"]
+        return [f"choice {index} carries no tool_calls (content {clip(_message(choice))})"]
     problems = []
     for call in calls:
         function = call.get("function")
@@ -464,7 +455,7 @@ def check_tool_forced(
     response: Mapping[str, Any], name: str, tools: Mapping[str, Mapping[str, Any]]
 ) -> list[Finding]:
     """FIELD-TOOL-FORCED: every choice calls the named function with valid arguments."""
-    problems = [p for choice in _choices(response) for p in _call_problems(choice, tools, [name])]
+    problems = [p for choice in choices(response) for p in _call_problems(choice, tools, [name])]
     if not problems:
         return []
     return [
@@ -479,7 +470,7 @@ def check_tool_required(
     response: Mapping[str, Any], tools: Mapping[str, Mapping[str, Any]]
 ) -> list[Finding]:
     """FIELD-TOOL-REQUIRED: every choice calls declared tools with valid arguments."""
-    problems = [p for choice in _choices(response) for p in _call_problems(choice, tools, tools)]
+    problems = [p for choice in choices(response) for p in _call_problems(choice, tools, tools)]
     if not problems:
         return []
     return [
@@ -493,13 +484,13 @@ def check_tool_required(
 def check_tool_none(response: Mapping[str, Any]) -> list[Finding]:
     """FIELD-TOOL-NONE: no choice carries a tool call or ends with ``tool_calls``."""
     found = []
-    for choice in _choices(response):
+    for choice in choices(response):
         if _calls(choice) or choice.get("finish_reason") in ("tool_calls", "function_call"):
             found.append(
                 Finding(
                     "FIELD-TOOL-NONE",
                     f"tool_choice was 'none', but choice {choice.get('index')} carries "
-                    f"tool_calls {_clip(_calls(choice))} (finish_reason "
+                    f"tool_calls {clip(_calls(choice))} (finish_reason "
                     f"{choice.get('finish_reason')!r}).",
                 )
             )
@@ -514,11 +505,11 @@ def check_function_call(
     A choice cut at the token limit (``length``) with a function call started is not judged.
     """
     problems = []
-    for choice in _choices(response):
+    for choice in choices(response):
         index = choice.get("index")
         call = _message(choice).get("function_call")
         if not isinstance(call, Mapping):
-            problems.append(f"choice {index} carries no function_call ({_clip(_message(choice))})")
+            problems.append(f"choice {index} carries no function_call ({clip(_message(choice))})")
         elif call.get("name") != name:
             problems.append(f"choice {index} calls {call.get('name')!r}, not {name!r}")
         elif choice.get("finish_reason") != "length":
@@ -574,7 +565,7 @@ def _streamed_call_problems(
             ):
                 problems.append(
                     f"the first delta of choice {index}'s tool call {entry['index']} (event "
-                    f"{number}) lacks its id, type or function name: {_clip(dict(entry))}"
+                    f"{number}) lacks its id, type or function name: {clip(dict(entry))}"
                 )
                 events.append(number)
             call = calls[entry["index"]] = {"name": function.get("name"), "arguments": ""}

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from conformance.checks._answers import choices, clip
 from conformance.checks._finding import Finding
 
 __all__ = [
@@ -27,11 +28,6 @@ __all__ = [
 ]
 
 
-def _choices(response: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    choices = response.get("choices")
-    return [c for c in choices if isinstance(c, Mapping)] if isinstance(choices, list) else []
-
-
 def _usage(response: Mapping[str, Any]) -> Mapping[str, Any]:
     usage = response.get("usage")
     return usage if isinstance(usage, Mapping) else {}
@@ -40,7 +36,7 @@ def _usage(response: Mapping[str, Any]) -> Mapping[str, Any]:
 def choice_texts(response: Mapping[str, Any]) -> dict[Any, str]:
     """Each choice's text by index: ``message.content``, else ``text`` (empty if neither)."""
     texts = {}
-    for choice in _choices(response):
+    for choice in choices(response):
         message = choice.get("message")
         content = message.get("content") if isinstance(message, Mapping) else None
         if not isinstance(content, str):
@@ -68,7 +64,7 @@ def check_max_tokens(
             )
         ]
     if completion == max_tokens and not may_stop_early:
-        reasons = [c.get("finish_reason") for c in _choices(response)]
+        reasons = [c.get("finish_reason") for c in choices(response)]
         if any(reason != "length" for reason in reasons):
             return [
                 Finding(
@@ -122,7 +118,7 @@ def check_stop_absent(
 
 def index_problem(response: Mapping[str, Any], count: int) -> str | None:
     """Why the response's choices are not exactly ``count``, indexed 0 to count-1 (or None)."""
-    indexes = [choice.get("index") for choice in _choices(response)]
+    indexes = [choice.get("index") for choice in choices(response)]
     if len(indexes) == count and sorted(i for i in indexes if isinstance(i, int)) == list(
         range(count)
     ):
@@ -229,7 +225,7 @@ def check_stream_agrees(
 def check_completion_text(response: Mapping[str, Any]) -> list[Finding]:
     """SEM-COMPLETION-TEXT: each completions choice's ``text`` equals its ``message.content``."""
     found = []
-    for choice in _choices(response):
+    for choice in choices(response):
         message = choice.get("message")
         content = message.get("content") if isinstance(message, Mapping) else None
         text = choice.get("text")
@@ -237,17 +233,12 @@ def check_completion_text(response: Mapping[str, Any]) -> list[Finding]:
             found.append(
                 Finding(
                     "SEM-COMPLETION-TEXT",
-                    f"choice {choice.get('index')} has text {_clip(text)} but message.content "
-                    f"{_clip(content)}.",
+                    f"choice {choice.get('index')} has text {clip(text)} but message.content "
+                    f"{clip(content)}.",
                 )
             )
     return found
 
 
-def _clip(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 120 else text[:120] + "…"
-
-
 def _short(texts: Mapping[Any, str]) -> str:
-    return "{" + ", ".join(f"{index}: {_clip(text)}" for index, text in texts.items()) + "}"
+    return "{" + ", ".join(f"{index}: {clip(text)}" for index, text in texts.items()) + "}"

@@ -1,0 +1,20 @@
+"""Small readers shared by the checks: a response's choices, and values quoted in findings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["choices", "clip"]
+
+
+def choices(response: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The response's choices that are objects; none if ``choices`` is not a list."""
+    found = response.get("choices")
+    return [c for c in found if isinstance(c, Mapping)] if isinstance(found, list) else []
+
+
+def clip(value: Any, limit: int = 120) -> str:
+    """``repr(value)``, cut to ``limit`` characters for a finding's message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
