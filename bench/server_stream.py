@@ -282,12 +282,18 @@ def main() -> int:
                 f"peak RSS {memory}"
             )
         b = medians["b"]
+        memory = {c.name[0]: peak_rss_mb(c.pid) for c in contenders if c.pid}
         for other in ("a", "c"):
             if other in medians:
                 o = medians[other]
                 print(
                     f"  b/{other}: tokens/s {b[0] / o[0]:.3f}  ttft {b[1] / o[1]:.3f} (lower is "
                     f"better)  req/s {b[2] / o[2]:.3f}  req/s new prompts {b[3] / o[3]:.3f}"
+                    + (
+                        f"  peak RSS {memory['b'] / memory[other]:.3f} (lower is better)"
+                        if other in memory
+                        else ""
+                    )
                 )
     return 0
 

@@ -64,9 +64,14 @@ _PIECE_BUFFER_SIZE = 256
 #: (a chunk is ~0.15 s on 2 idle cores) and reuse more of a long shared turn; prompt throughput
 #: measured here: 232 tokens/s in chunks of 128, 218 in 32, 198 in 8.
 PROMPT_CHUNK = 32
-#: A last chunk shorter than this joins the one before it: each call costs a fixed time (the
-#: output row, the graph), and a chat prompt ends with a short header after its last turn.
-_SHORTEST_TAIL = 8
+#: A last chunk shorter than this joins the one before it, so that no prompt of two tokens or
+#: more ends in a batch of one. Not more: each call costs a fixed time (the output row, the
+#: graph; about one token's worth here), but a longer join would re-evaluate a whole shared
+#: chunk whenever a prompt adds a few tokens to it ("Hi" after the default system turn).
+_SHORTEST_TAIL = 2
+#: A turn's header (``<|im_start|>user\n``) ends at the first line break this many tokens or
+#: fewer after the control token that opens it.
+_HEADER_SPAN = 8
 
 _LOGGER = logging.getLogger("reference.engine.llama_cpp")
 # ggml's log levels (ggml.h). llama-cpp-python's own table predates a renumbering and prints
@@ -215,16 +220,19 @@ class LlamaEngine:
     (on SmolLM2 the last logits moved by up to 0.59, and greedy continuations diverged).
 
     So this engine evaluates every prompt in the same calls, whatever the cache holds: in
-    chunks that `_chunk_plan` cuts from the prompt's tokens alone (after each end-of-turn token,
-    every `PROMPT_CHUNK` tokens within a turn, a short tail joined to the chunk before it). It
-    remembers the chunks it evaluated last. A new prompt keeps the cached tokens up to the end
-    of the longest run of leading chunks that its own plan shares with them, tokens and
-    positions alike (never a generated token: those were evaluated one at a time); from there
-    it makes exactly the calls a fresh run would make, on the same cache contents, so its logits
-    are bit-identical (tests/reference/test_engine_prefix_cache.py compares them). llama.cpp's
-    batched kernels also agree with each other whatever the batch size above one (measured:
-    chunks of 16, 32, 64 or the whole prompt give the same logits), but that is not promised for
-    every quantization, and the plan does not rely on it.
+    chunks that `_chunk_plan` cuts from the prompt's tokens alone (where a turn's content starts,
+    see `_turn_boundaries`; every `PROMPT_CHUNK` tokens within a turn; a one-token tail joined
+    to the chunk before it). It remembers the chunks it evaluated last. A new prompt keeps the
+    cached tokens up to the end of the longest run of leading chunks that its own plan shares
+    with them, tokens and positions alike (never a generated token: those were evaluated one
+    at a time); from there it makes exactly the calls a fresh run would make, on the same cache
+    contents, so its logits are bit-identical (tests/reference/test_engine_prefix_cache.py
+    compares them). llama.cpp's batched kernels also agree with each other whatever the batch
+    size above one (measured: chunks of 16, 32, 64 or the whole prompt give the same logits),
+    but that is not promised for every quantization, and the plan does not rely on it. The
+    price of exactness: where llama-cpp-python re-evaluates from the first differing token, this
+    engine re-evaluates from the start of the turn it is in (two tokens more for two questions
+    that open with the same word).
 
     A prompt equal to the last one evaluated needs no evaluation at all: the cache still holds
     its tokens, computed by its own plan (a generation only appends after them), so the engine
@@ -257,6 +265,15 @@ class LlamaEngine:
         self._pieces = _token_pieces(vocab, self._vocab_size, special=False)
         self._end_of_generation = frozenset(
             token for token in range(self._vocab_size) if llama_cpp.llama_vocab_is_eog(vocab, token)
+        )
+        self._opens_turn = frozenset(
+            token
+            for token in range(self._vocab_size)
+            if llama_cpp.llama_vocab_is_control(vocab, token)
+            and token not in self._end_of_generation
+        )
+        self._breaks_line = frozenset(
+            token for token, piece in enumerate(self._pieces) if b"\n" in piece
         )
         bos = llama_cpp.llama_vocab_bos(vocab)
         eos = llama_cpp.llama_vocab_eos(vocab)
@@ -454,7 +471,7 @@ class LlamaEngine:
         entries: list[TokenLogprob] = []
         try:
             llama._ctx.kv_cache_seq_rm(-1, 0, -1)
-            for begin, end in _chunk_plan(prompt, PROMPT_CHUNK, self._end_of_generation):
+            for begin, end in self._plan(prompt):
                 if cancel.is_set():
                     return None
                 chunk = prompt[begin:end]
@@ -552,7 +569,7 @@ class LlamaEngine:
             self._last_logits()[:] = self._evaluated_logits
             return True
         self._evaluated = None
-        plan = _chunk_plan(prompt, PROMPT_CHUNK, self._end_of_generation)
+        plan = self._plan(prompt)
         kept = _shared_chunks(self._chunks[: self._chunks_done], llama.input_ids, plan, prompt)
         self._chunks, self._chunks_done = plan, kept
         # `eval` drops the cache from `n_tokens` on before it evaluates.
@@ -569,6 +586,13 @@ class LlamaEngine:
         self._evaluated = key
         self._evaluated_logits = self._last_logits().copy()
         return True
+
+    def _plan(self, prompt: Sequence[int]) -> list[tuple[int, int]]:
+        """The chunks that evaluate ``prompt``, whatever the cache holds."""
+        turns = _turn_boundaries(
+            prompt, self._end_of_generation, self._opens_turn, self._breaks_line
+        )
+        return _chunk_plan(prompt, PROMPT_CHUNK, turns)
 
     def _last_logits(self, row: int = -1) -> np.ndarray[Any, np.dtype[np.single]]:
         """The logits of an output row of the last evaluation (by default its last one).
@@ -606,21 +630,54 @@ class LlamaEngine:
         )
 
 
-def _chunk_plan(
-    prompt: Sequence[int], chunk: int, end_of_turn: Container[int]
-) -> list[tuple[int, int]]:
+def _turn_boundaries(
+    prompt: Sequence[int],
+    end_of_turn: Container[int],
+    opens_turn: Container[int],
+    breaks_line: Container[int],
+) -> list[int]:
+    r"""Where the turns of a chat prompt begin, as positions in ``prompt``, ascending.
+
+    A turn begins where its content does: after its header, which is a control token that
+    ``opens_turn`` and the tokens up to the first one that ``breaks_line`` (at most
+    `_HEADER_SPAN` tokens on). Prompts that differ from their last turn's content on then
+    share every chunk before it, header included (``<|im_start|>user\n`` in ChatML,
+    ``<|start_header_id|>user<|end_header_id|>\n\n`` in Llama 3). A prompt without such
+    headers (a completion's, or a template without line breaks) begins a turn after each
+    token that ends one.
+    """
+    headers = []
+    for position, token in enumerate(prompt):
+        if token in opens_turn:
+            for end in range(position + 1, min(position + 1 + _HEADER_SPAN, len(prompt))):
+                if prompt[end] in breaks_line:
+                    headers.append(end + 1)
+                    break
+    boundaries = set(headers)
+    following = iter(headers)
+    header = next(following, None)
+    for position, token in enumerate(prompt):
+        if token in end_of_turn:
+            while header is not None and header <= position:
+                header = next(following, None)
+            # A header just after the end of a turn is where the next turn begins.
+            if header is None or header - position > _HEADER_SPAN + 1:
+                boundaries.add(position + 1)
+    return sorted(boundary for boundary in boundaries if 0 < boundary < len(prompt))
+
+
+def _chunk_plan(prompt: Sequence[int], chunk: int, turns: Sequence[int]) -> list[tuple[int, int]]:
     """The ``(begin, end)`` chunks that evaluate ``prompt``, in order.
 
-    Cut after each token in ``end_of_turn``, so that prompts sharing turns share chunks, and
-    every ``chunk`` tokens from a turn's start, so that a short turn is one call; the last chunk
-    joins the one before it while it is shorter than `_SHORTEST_TAIL`. The plan depends on the
-    tokens alone.
+    Cut where each turn begins (``turns``, ascending), so that prompts sharing turns share
+    chunks, and every ``chunk`` tokens from a turn's start, so that a short turn is one call;
+    the last chunk joins the one before it while it is shorter than `_SHORTEST_TAIL`. The plan
+    depends on the tokens alone.
     """
-    turn_ends = [i + 1 for i in range(len(prompt) - 1) if prompt[i] in end_of_turn]
     bounds = [0]
-    for turn_end in [*turn_ends, len(prompt)]:
-        bounds.extend(range(bounds[-1] + chunk, turn_end, chunk))
-        bounds.append(turn_end)
+    for turn in [*turns, len(prompt)]:
+        bounds.extend(range(bounds[-1] + chunk, turn, chunk))
+        bounds.append(turn)
     while len(bounds) > 2 and bounds[-1] - bounds[-2] < _SHORTEST_TAIL:
         del bounds[-2]
     return list(itertools.pairwise(bounds))

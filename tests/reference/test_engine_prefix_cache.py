@@ -18,7 +18,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reference.engine import Finish, LlamaEngine, Piece, SamplingParams, load_engine
-from reference.engine._llama import _SHORTEST_TAIL, PROMPT_CHUNK, _chunk_plan, _shared_chunks
+from reference.engine._llama import (
+    _HEADER_SPAN,
+    _SHORTEST_TAIL,
+    PROMPT_CHUNK,
+    _chunk_plan,
+    _shared_chunks,
+    _turn_boundaries,
+)
 from tests.reference.conftest import TEST_CONTEXT_SIZE
 
 pytestmark = pytest.mark.model
@@ -105,9 +112,13 @@ def fresh_results(model_path: Path, chats: list[list[int]]) -> dict[tuple[int, i
 
 def test_the_prompts_share_a_chunk(engine: LlamaEngine, chats: list[list[int]]) -> None:
     first, second, _, follow_up = chats
-    end_of_turn = engine._end_of_generation
-    plans = [_chunk_plan(prompt, PROMPT_CHUNK, end_of_turn) for prompt in (first, second)]
-    assert _shared_chunks(plans[0], first, plans[1], second) > 0
+    plans = [engine._plan(prompt) for prompt in (first, second)]
+    shared = _shared_chunks(plans[0], first, plans[1], second)
+    # The system turn and the user's header are reused: the question is evaluated from its
+    # first word (the two questions share three words, which sit in the last chunk).
+    reused = plans[1][shared - 1][1]
+    assert engine.detokenize(second[:reused]).endswith("user\n")
+    assert engine.detokenize(second[reused:]).startswith("What did you eat")
     assert follow_up[: len(first)] == first
 
 
@@ -173,19 +184,37 @@ def test_a_prompt_without_turns_is_cut_every_chunk_and_its_short_tail_joined(
     assert evals == [(0, PROMPT_CHUNK), (PROMPT_CHUNK, PROMPT_CHUNK + 1)]
 
 
-END_OF_TURN = frozenset({0})
-tokens = st.lists(st.integers(min_value=0, max_value=2), max_size=30)
+# Token alphabets for the plan's properties: 0 ends a turn, 3 opens one (a control token),
+# 2 breaks a line, 1 is anything else.
+END_OF_TURN, OPENS_TURN, BREAKS_LINE = frozenset({0}), frozenset({3}), frozenset({2})
+tokens = st.lists(st.integers(min_value=0, max_value=3), max_size=30)
+
+
+def plan_of(prompt: list[int], chunk: int) -> list[tuple[int, int]]:
+    turns = _turn_boundaries(prompt, END_OF_TURN, OPENS_TURN, BREAKS_LINE)
+    return _chunk_plan(prompt, chunk, turns)
 
 
 @given(prompt=tokens, chunk=st.integers(2, 8))
 def test_a_plan_covers_the_prompt_in_order_with_no_short_tail(
     prompt: list[int], chunk: int
 ) -> None:
-    plan = _chunk_plan(prompt, chunk, END_OF_TURN)
+    plan = plan_of(prompt, chunk)
     assert plan[0][0] == 0 and plan[-1][1] == len(prompt)
     assert [begin for begin, _ in plan[1:]] == [end for _, end in plan[:-1]]
     assert all(end > begin for begin, end in plan) or prompt == []
     assert len(plan) == 1 or plan[-1][1] - plan[-1][0] >= _SHORTEST_TAIL
+
+
+@given(prompt=tokens, suffix=tokens)
+def test_turn_boundaries_depend_only_on_the_tokens_before_them(
+    prompt: list[int], suffix: list[int]
+) -> None:
+    """A prompt's boundaries stay where they are when more tokens follow (past a header span)."""
+    turns = _turn_boundaries(prompt, END_OF_TURN, OPENS_TURN, BREAKS_LINE)
+    longer = _turn_boundaries([*prompt, *suffix], END_OF_TURN, OPENS_TURN, BREAKS_LINE)
+    settled = len(prompt) - _HEADER_SPAN - 1
+    assert [t for t in turns if t < settled] == [t for t in longer if t < settled]
 
 
 def shares(a: list[int], b: list[int], plan_a: list[Any], plan_b: list[Any], n: int) -> bool:
@@ -198,8 +227,8 @@ def shares(a: list[int], b: list[int], plan_a: list[Any], plan_b: list[Any], n: 
 def test_the_shared_chunks_are_the_longest_run_of_equal_leading_chunks(
     cached: list[int], prompt: list[int], chunk: int, done: int
 ) -> None:
-    cached_plan = _chunk_plan(cached, chunk, END_OF_TURN)[:done]  # a cancel may stop it early
-    plan = _chunk_plan(prompt, chunk, END_OF_TURN)
+    cached_plan = plan_of(cached, chunk)[:done]  # a cancel may stop it early
+    plan = plan_of(prompt, chunk)
     shared = _shared_chunks(cached_plan, cached, plan, prompt)
     assert 0 <= shared < len(plan), "the last chunk is evaluated, for its logits"
     assert shares(cached, prompt, cached_plan, plan, shared)
@@ -207,13 +236,26 @@ def test_the_shared_chunks_are_the_longest_run_of_equal_leading_chunks(
         assert not shares(cached, prompt, cached_plan, plan, shared + 1)
 
 
-def test_turn_ends_and_chunk_sizes_from_the_turn_start_cut_the_plan() -> None:
-    turn = [1, 1, 0]
-    assert _chunk_plan([*turn, *[1] * 12], 8, END_OF_TURN) == [(0, 3), (3, 15)]
-    assert _chunk_plan([*turn, *[1] * 22], 8, END_OF_TURN) == [(0, 3), (3, 11), (11, 25)]
-    assert _chunk_plan([*[1] * 20, *turn], 8, END_OF_TURN) == [(0, 8), (8, 23)]
-    assert _chunk_plan([1], 4, END_OF_TURN) == [(0, 1)]
-    assert _chunk_plan([], 4, END_OF_TURN) == [(0, 0)]
+def test_turns_begin_after_their_header_or_else_after_a_turn_ends() -> None:
+    # ChatML's shape: <open> role <newline> content... <end> <newline> <open> role <newline> ...
+    chat = [3, 1, 2, 1, 1, 1, 0, 2, 3, 1, 2, 1, 1, 0, 2, 3, 1, 2]
+    assert _turn_boundaries(chat, END_OF_TURN, OPENS_TURN, BREAKS_LINE) == [3, 11]
+    # No header follows the end of a turn: the next turn begins right after it.
+    assert _turn_boundaries([1, 1, 0, 1, 1, 0, 1], END_OF_TURN, OPENS_TURN, BREAKS_LINE) == [
+        3,
+        6,
+    ]
+    # An opening token with no line break within the header span starts no turn.
+    far = [3, *[1] * _HEADER_SPAN, 2, 1]
+    assert _turn_boundaries(far, END_OF_TURN, OPENS_TURN, BREAKS_LINE) == []
+
+
+def test_turn_starts_and_chunk_sizes_from_the_turn_start_cut_the_plan() -> None:
+    assert _chunk_plan([1] * 15, 8, [3]) == [(0, 3), (3, 11), (11, 15)]
+    assert _chunk_plan([1] * 25, 8, [3]) == [(0, 3), (3, 11), (11, 19), (19, 25)]
+    assert _chunk_plan([1] * 17, 8, []) == [(0, 8), (8, 17)]  # a tail of one joins
+    assert _chunk_plan([1], 4, []) == [(0, 1)]
+    assert _chunk_plan([], 4, []) == [(0, 0)]
 
 
 # --- Cancelling a long prompt's evaluation ---------------------------------------------------
