@@ -12,14 +12,18 @@ and noisy, so only ratios taken side by side mean anything):
 For each: streamed tokens/s (output tokens counted with the model's own tokenizer, over the
 time from request to last event), time to first token, requests/s with `max_tokens: 1` (the same
 prompt every time, as the issue's target has it), requests/s with `max_tokens: 1` and a new user
-message each time (no whole-prompt cache hit: each contender reuses what prefix it can), and each
-server's peak resident memory. Prints medians and the ratios b/a and b/c.
+message each time (no whole-prompt cache hit: each contender reuses what prefix it can), once with
+messages that open alike ("Question 41: ...", "Question 42: ...") and once with messages that
+differ from their first word, and each server's peak resident memory. Prints medians over the
+rounds, and b's ratios to a and c as medians of the per-round ratios (each round runs the
+contenders back to back, in an order that rotates from round to round).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import socket
@@ -28,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,15 +54,29 @@ PROMPT = [{"role": "user", "content": "Write a long story about a lighthouse kee
 Messages = list[dict[str, str]]
 
 
+#: First words for `new_opening_prompt`: consecutive requests never open alike.
+OPENERS = ("Why", "How", "Tell me", "Explain", "Say", "Describe", "Guess", "Imagine", "Ask")
+
+
 def distinct_prompt(number: int) -> Messages:
-    """A chat that no earlier request asked (the template's prefix is still shared)."""
+    """A chat that no earlier request asked, opening as the last one did ("Question 41: ...")."""
     return [{"role": "user", "content": f"Question {number}: why does the sea taste of salt?"}]
 
 
-@dataclass
-class Sample:
-    tokens_per_s: float
-    ttft_s: float
+def new_opening_prompt(number: int) -> Messages:
+    """A chat that no earlier request asked, differing from the last one from its first word."""
+    opener = OPENERS[number % len(OPENERS)]
+    return [{"role": "user", "content": f"{opener} the sea tastes of salt (question {number})."}]
+
+
+#: What each round measures, in the order printed: (name, unit, whether higher is better).
+FIGURES = (
+    ("tokens/s", "tok/s", True),
+    ("time to first token", "ms", False),
+    ("req/s, same prompt", "req/s", True),
+    ("req/s, new prompts (same opening)", "req/s", True),
+    ("req/s, new prompts (new opening)", "req/s", True),
+)
 
 
 @dataclass
@@ -65,10 +84,9 @@ class Contender:
     name: str
     # (max_tokens, messages) -> (text, ttft, total)
     stream: Callable[[int, Messages], tuple[str, float, float]]
-    samples: list[Sample] = field(default_factory=list)
-    rps: list[float] = field(default_factory=list)
-    rps_distinct: list[float] = field(default_factory=list)
     pid: int | None = None
+    #: Each figure's value per round, by name.
+    rounds: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
 
 
 def free_port() -> int:
@@ -135,6 +153,14 @@ def http_streamer(
     return run
 
 
+def requests_per_s(contender: Contender, prompts: list[Messages]) -> float:
+    """Requests per second for ``prompts`` asked one after another with ``max_tokens: 1``."""
+    start = time.perf_counter()
+    for messages in prompts:
+        contender.stream(1, messages)
+    return len(prompts) / (time.perf_counter() - start)
+
+
 def in_process_streamer(llama: object) -> Callable[[int, Messages], tuple[str, float, float]]:
     def run(max_tokens: int, messages: Messages = PROMPT) -> tuple[str, float, float]:
         parts: list[str] = []
@@ -150,6 +176,39 @@ def in_process_streamer(llama: object) -> Callable[[int, Messages], tuple[str, f
         return "".join(parts), ttft, time.perf_counter() - start
 
     return run
+
+
+def report(contenders: list[Contender], args: argparse.Namespace) -> None:
+    """Print each contender's medians, then b's ratios to the others.
+
+    A ratio is the median over rounds of that round's ratio: the contenders of a round ran
+    back to back, so a machine that slows down for a while slows both sides of it.
+    """
+    print(
+        f"{args.rounds} rounds, {args.threads} threads each, n_ctx {args.context}, "
+        f"max_tokens {args.max_tokens} (medians over rounds)"
+    )
+    memory = {c.name[0]: peak_rss_mb(c.pid) for c in contenders if c.pid}
+    for contender in contenders:
+        print(f"  {contender.name}")
+        for name, unit, _ in FIGURES:
+            print(f"    {name:36s} {statistics.median(contender.rounds[name]):8.1f} {unit}")
+        if contender.pid:
+            print(f"    {'peak memory (RSS)':36s} {memory[contender.name[0]]:8.0f} MB")
+    ours = next(c for c in contenders if c.name.startswith("b"))
+    for other in contenders:
+        if other is ours:
+            continue
+        letter = other.name[0]
+        print(f"  b/{letter}")
+        for name, _, higher_is_better in FIGURES:
+            pairs = zip(ours.rounds[name], other.rounds[name], strict=True)
+            ratio = statistics.median(mine / theirs for mine, theirs in pairs)
+            better = "higher" if higher_is_better else "lower"
+            print(f"    {name:36s} {ratio:8.3f}  ({better} is better for b)")
+        if letter in memory:
+            ratio = memory["b"] / memory[letter]
+            print(f"    {'peak memory (RSS)':36s} {ratio:8.3f}  (lower is better for b)")
 
 
 def main() -> int:
@@ -247,54 +306,28 @@ def main() -> int:
     with stack:
         for contender in contenders:  # warm-up: load, first prompt evaluation
             contender.stream(8, PROMPT)
-        asked = 0
-        for _ in range(args.rounds):
-            for contender in contenders:
+        asked = itertools.count(1)
+        for round_number in range(args.rounds):
+            # Back to back within a round, in an order that rotates from round to round.
+            shift = round_number % len(contenders)
+            order = contenders[shift:] + contenders[:shift]
+            for contender in order:
                 text, ttft, total = contender.stream(args.max_tokens, PROMPT)
-                contender.samples.append(Sample(count(text) / total, ttft))
-            for contender in contenders:
-                start = time.perf_counter()
-                for _ in range(args.rps_requests):
-                    contender.stream(1, PROMPT)
-                contender.rps.append(args.rps_requests / (time.perf_counter() - start))
-            for contender in contenders:
-                start = time.perf_counter()
-                for _ in range(args.rps_requests):
-                    asked += 1
-                    contender.stream(1, distinct_prompt(asked))
-                contender.rps_distinct.append(args.rps_requests / (time.perf_counter() - start))
-
-        print(
-            f"model {model.name}, {args.threads} threads, n_ctx {args.context}, "
-            f"max_tokens {args.max_tokens}, {args.rounds} alternating rounds (medians)"
-        )
-        medians = {}
-        for contender in contenders:
-            tps = statistics.median(s.tokens_per_s for s in contender.samples)
-            ttft = statistics.median(s.ttft_s for s in contender.samples)
-            rps = statistics.median(contender.rps)
-            rps_distinct = statistics.median(contender.rps_distinct)
-            medians[contender.name[0]] = (tps, ttft, rps, rps_distinct)
-            memory = f"{peak_rss_mb(contender.pid):.0f} MB" if contender.pid else "-"
-            print(
-                f"  {contender.name:42s} {tps:7.1f} tok/s  ttft {ttft * 1000:6.1f} ms  "
-                f"{rps:6.1f} req/s (max_tokens 1)  {rps_distinct:6.1f} req/s (new prompts)  "
-                f"peak RSS {memory}"
-            )
-        b = medians["b"]
-        memory = {c.name[0]: peak_rss_mb(c.pid) for c in contenders if c.pid}
-        for other in ("a", "c"):
-            if other in medians:
-                o = medians[other]
-                print(
-                    f"  b/{other}: tokens/s {b[0] / o[0]:.3f}  ttft {b[1] / o[1]:.3f} (lower is "
-                    f"better)  req/s {b[2] / o[2]:.3f}  req/s new prompts {b[3] / o[3]:.3f}"
-                    + (
-                        f"  peak RSS {memory['b'] / memory[other]:.3f} (lower is better)"
-                        if other in memory
-                        else ""
-                    )
-                )
+                contender.rounds["tokens/s"].append(count(text) / total)
+                contender.rounds["time to first token"].append(ttft * 1000)
+            for contender in order:
+                rate = requests_per_s(contender, [PROMPT] * args.rps_requests)
+                contender.rounds["req/s, same prompt"].append(rate)
+            for contender in order:
+                prompts = [distinct_prompt(next(asked)) for _ in range(args.rps_requests)]
+                rate = requests_per_s(contender, prompts)
+                contender.rounds["req/s, new prompts (same opening)"].append(rate)
+            for contender in order:
+                prompts = [new_opening_prompt(next(asked)) for _ in range(args.rps_requests)]
+                rate = requests_per_s(contender, prompts)
+                contender.rounds["req/s, new prompts (new opening)"].append(rate)
+        print(f"model {model.name}")
+        report(contenders, args)
     return 0
 
 
