@@ -7,7 +7,11 @@ and noisy, so only ratios taken side by side mean anything):
 
 - (a) llama-cpp-python in-process, `create_chat_completion(stream=True)`;
 - (b) the reference server over HTTP, streaming chat;
-- (c) llama-cpp-python's own server (`python -m llama_cpp.server`), if its extra is installed.
+- (c) llama-cpp-python's own server (`python -m llama_cpp.server`), if its extra is installed;
+- (d) with `--other-python PATH`: the reference server again, run by another interpreter (a venv
+  with another llama-cpp-python build), its model tables given the `--other-setting` lines too
+  (`--other-setting 'extra_buffer_types = true'`): a change of build or setting, measured
+  against the current one side by side.
 
 For each: streamed tokens/s (output tokens counted with the model's own tokenizer, over the
 time from request to last event), time to first token, requests/s with `max_tokens: 1` (the same
@@ -104,7 +108,9 @@ def peak_rss_mb(pid: int) -> float:
 
 @contextlib.contextmanager
 def server(argv: list[str], port: int, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = Path(tempfile.mkdtemp()) / "server.log"
+    with log.open("wb") as output:
+        proc = subprocess.Popen(argv, env=env, stdout=output, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -114,11 +120,25 @@ def server(argv: list[str], port: int, env: dict[str, str]) -> Iterator[subproce
             except httpx.HTTPError:
                 time.sleep(0.2)
         else:
-            raise RuntimeError(f"{argv[:3]} did not start")
+            raise RuntimeError(f"{argv[:3]} did not start: see {log}")
         yield proc
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def bench_config(model: Path, args: argparse.Namespace, extra: list[str]) -> Path:
+    """A config mapping every Mimic name to ``model`` with the bench's settings and ``extra``."""
+    config = Path(tempfile.mkdtemp()) / "bench.toml"
+    lines = "".join(f"{line}\n" for line in extra)
+    config.write_text(
+        "".join(
+            f'[models.{name}]\npath = "{model}"\ncontext_size = {args.context}\n'
+            f"threads = {args.threads}\n{lines}"
+            for name in MODEL_NAMES
+        )
+    )
+    return config
 
 
 def http_streamer(
@@ -218,6 +238,13 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--context", type=int, default=2048)
     parser.add_argument("--rps-requests", type=int, default=20)
+    parser.add_argument("--other-python", help="run (d), the reference server on this Python")
+    parser.add_argument(
+        "--other-setting",
+        action="append",
+        default=[],
+        help="a TOML line added to each of (d)'s model tables (repeatable)",
+    )
     args = parser.parse_args()
 
     from llama_cpp import Llama
@@ -232,14 +259,7 @@ def main() -> int:
 
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     ours_port, theirs_port = free_port(), free_port()
-    config = Path(tempfile.mkdtemp()) / "bench.toml"
-    config.write_text(
-        "".join(
-            f'[models.{name}]\npath = "{model}"\ncontext_size = {args.context}\n'
-            f"threads = {args.threads}\n"
-            for name in MODEL_NAMES
-        )
-    )
+    config = bench_config(model, args, [])
     contenders = [Contender("a: llama-cpp-python in-process", in_process_streamer(llama))]
     stack = contextlib.ExitStack()
     client = stack.enter_context(httpx.Client())
@@ -265,6 +285,32 @@ def main() -> int:
             pid=ours.pid,
         )
     )
+    if args.other_python:
+        other_port = free_port()
+        other = stack.enter_context(
+            server(
+                [
+                    args.other_python,
+                    "-m",
+                    "reference.cli",
+                    "--port",
+                    str(other_port),
+                    "--config",
+                    str(bench_config(model, args, args.other_setting)),
+                ],
+                other_port,
+                env,
+            )
+        )
+        contenders.append(
+            Contender(
+                f"d: reference server on {args.other_python} {' '.join(args.other_setting)}",
+                http_streamer(
+                    client, f"http://127.0.0.1:{other_port}/v1/chat/completions", "mythomax"
+                ),
+                pid=other.pid,
+            )
+        )
     try:
         import llama_cpp.server  # noqa: F401
 

@@ -3,9 +3,9 @@
 It adds the suite's options, finds (or starts) the target, probes it once before any test,
 parametrizes the suite's tests by the operations each requirement applies to, keeps only the
 requirements selected with ``--requirement`` / ``--skip-requirement``, records one result per
-requirement and operation, merges the results of pytest-xdist workers, writes the reports and
-sets the exit status from the run record (DESIGN.md §3: 0 if and only if no MUST requirement
-failed or errored).
+requirement and operation, merges the results of pytest-xdist workers (and what they saw of a
+target that stopped answering), writes the reports and sets the exit status from the run record
+(0 if and only if no MUST requirement failed or errored).
 
 Every option has an environment variable with the same meaning (``--api-key`` →
 ``MIMIC_API_KEY``); the command line wins.
@@ -14,27 +14,30 @@ Every option has an environment variable with the same meaning (``--api-key`` �
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
 
 import spec
 from conformance import __version__
+from conformance.outage import TargetDown
 from conformance.profile import PROFILES, Settings
 from conformance.report import write_reports
 from conformance.requirements import select, unknown_patterns
-from conformance.results import CaseResult, Outcome, RunRecord, utc_now
+from conformance.results import REDACTED, CaseResult, Outcome, RunRecord, utc_now
 from conformance.suite._judgement import Judgement
 from conformance.suite._operations import SELECTORS
 from conformance.suite._run import FINALIZE, REQUIREMENTS, Run, set_active
@@ -47,7 +50,9 @@ NO_REFERENCE_MESSAGE = (
     "pip install 'mimic-conformance[reference]'"
 )
 DEFAULT_TIMEOUT = 60.0
-STARTUP_TIMEOUT = 60.0
+LOG_TAIL_LINES = 20
+"""Lines of the reference server's log a report shows when the server stopped answering."""
+STARTUP_TIMEOUT = 180.0
 
 # (option, environment variable, help)
 OPTIONS: tuple[tuple[str, str, str], ...] = (
@@ -80,6 +85,7 @@ _RUN = pytest.StashKey[Run]()
 _STARTED = pytest.StashKey[str]()
 _SERVER = pytest.StashKey["ReferenceServer"]()
 _WORKER_CASES = pytest.StashKey[list[CaseResult]]()
+_WORKER_LIVENESS = pytest.StashKey[list[dict[str, Any]]]()
 _COLLECTION_ERRORS = pytest.StashKey[list[str]]()
 _REPORT = pytest.StashKey[tuple[RunRecord, Path]]()
 _ITEM_REPORTS = pytest.StashKey[list[pytest.TestReport]]()
@@ -90,6 +96,7 @@ _RECORD_DECIDES = (
 )
 _WORKERINPUT_KEY = "mimic_conformance"
 _WORKEROUTPUT_KEY = "mimic_conformance_cases"
+_WORKEROUTPUT_LIVENESS_KEY = "mimic_conformance_liveness"
 
 
 # ------------------------------------------------------------------------------ options
@@ -193,7 +200,12 @@ def _settings(config: pytest.Config) -> Settings:
 
 
 class ReferenceServer:
-    """The kit's reference server, started on a free port when no target is given."""
+    """The kit's reference server, started on a free port when no target is given.
+
+    ``command`` is how it is started (``--host`` and ``--port`` are added).
+    """
+
+    command: ClassVar[tuple[str, ...]] = (sys.executable, "-m", "reference.cli")
 
     def __init__(self, log_path: Path, api_key: str | None) -> None:
         self.log_path = log_path
@@ -223,7 +235,7 @@ class ReferenceServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "reference.cli", "--host", "127.0.0.1", "--port", str(port)],
+                [*self.command, "--host", "127.0.0.1", "--port", str(port)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -261,6 +273,39 @@ class ReferenceServer:
             return "(no log)"
         return " | ".join(lines[-3:]) or "(empty log)"
 
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> tuple[str, ...]:
+        """The last ``lines`` lines of its log (none if there is no log)."""
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(max(0, log.seek(0, os.SEEK_END) - 64 * 1024))
+                text = log.read().decode("utf-8", "replace")
+        except OSError:
+            return ()
+        return tuple(text.rstrip().splitlines()[-lines:])
+
+    def exit_description(self, wait: float = 0.0) -> str | None:
+        """How the process ended ("was killed by SIGILL (illegal instruction)"), or ``None``.
+
+        ``None`` if it was never started; "is still running" if it has not ended within
+        ``wait`` seconds.
+        """
+        if self.process is None:
+            return None
+        try:
+            code = self.process.wait(timeout=wait) if wait else self.process.poll()
+        except subprocess.TimeoutExpired:
+            code = None
+        if code is None:
+            return "is still running"
+        if code < 0:
+            try:
+                number = signal.Signals(-code)
+            except ValueError:
+                return f"was killed by signal {-code}"
+            description = signal.strsignal(number) or "no description"
+            return f"was killed by {number.name} ({description.lower()})"
+        return f"exited with status {code}"
+
     def stop(self) -> None:
         """Stop it (SIGTERM, then SIGKILL after 15 s)."""
         if self.process is None or self.process.poll() is not None:
@@ -292,6 +337,7 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = _settings(config)
     config.stash[_STARTED] = utc_now()
     config.stash[_WORKER_CASES] = []
+    config.stash[_WORKER_LIVENESS] = []
     config.stash[_COLLECTION_ERRORS] = []
     _pending_collection_errors.clear()
     workerinput = getattr(config, "workerinput", None)
@@ -340,11 +386,15 @@ def pytest_configure_node(node: Any) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
-    """(xdist) Collect a finished worker's recorded cases."""
-    output = getattr(node, "workeroutput", {}).get(_WORKEROUTPUT_KEY)
+    """(xdist) Collect a finished worker's recorded cases and what it saw of the target."""
+    workeroutput = getattr(node, "workeroutput", {})
+    output = workeroutput.get(_WORKEROUTPUT_KEY)
     if output:
         cases = [CaseResult.from_dict(item) for item in json.loads(output)]
         node.config.stash[_WORKER_CASES].extend(cases)
+    liveness = workeroutput.get(_WORKEROUTPUT_LIVENESS_KEY)
+    if liveness:
+        node.config.stash[_WORKER_LIVENESS].append(json.loads(liveness))
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -550,6 +600,7 @@ def _record(
             )
     options = settings.to_options()
     options["profile_settings"] = settings.profile.to_dict()
+    merged = _merge(cases)
     return RunRecord(
         target=run.target,
         spec_title=run.contract.title,
@@ -561,8 +612,54 @@ def _record(
         finished_at=utc_now(),
         options=options,
         requirements=requirements,
-        cases=_merge(cases),
+        cases=merged,
+        target_down=_target_down(config, merged),
     )
+
+
+def _liveness_report(run: Run) -> dict[str, Any]:
+    """What one process's run saw of the target: handed from xdist workers to the controller."""
+    down = run.target_down()
+    return {
+        "answered": run.liveness.answered,
+        "target_down": None if down is None else down.to_dict(),
+        "not_run": sorted(run.cases_not_run()),
+    }
+
+
+def _target_down(config: pytest.Config, cases: list[CaseResult]) -> TargetDown | None:
+    """The run's outage: the first one any process saw, counted over the merged cases.
+
+    The checks that could not run are the merged cases still in error whose
+    (requirement, operation) some process recorded in error once the target was down.
+    """
+    reports = [_liveness_report(config.stash[_RUN]), *config.stash[_WORKER_LIVENESS]]
+    downs = [TargetDown.from_dict(r["target_down"]) for r in reports if r["target_down"]]
+    if not downs:
+        return None
+    first = min(downs, key=lambda down: down.since)
+    not_run = {tuple(key) for report in reports for key in report["not_run"]}
+    checks = sum(
+        1
+        for case in cases
+        if case.outcome is Outcome.ERROR and (case.requirement_id, case.operation) in not_run
+    )
+    down = dataclasses.replace(
+        first,
+        requests_answered=sum(int(report["answered"]) for report in reports),
+        checks_not_run=checks,
+    )
+    server = config.stash.get(_SERVER, None)
+    if server is not None:
+        secret = config.stash[_RUN].settings.api_key
+        down = dataclasses.replace(
+            down,
+            server_exit=server.exit_description(wait=1.0),
+            server_log_tail=tuple(
+                line.replace(secret, REDACTED) if secret else line for line in server.log_tail()
+            ),
+        )
+    return down
 
 
 def _merge(cases: list[CaseResult]) -> list[CaseResult]:
@@ -596,6 +693,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _is_worker(config):
         cases = json.dumps([case.to_dict() for case in run.cases])
         config.workeroutput[_WORKEROUTPUT_KEY] = cases  # type: ignore[attr-defined]
+        liveness = json.dumps(_liveness_report(run))
+        config.workeroutput[_WORKEROUTPUT_LIVENESS_KEY] = liveness  # type: ignore[attr-defined]
         return
     record = _record(config, config.stash[_WORKER_CASES])
     write_reports(record, run.settings.report_dir)
@@ -629,5 +728,15 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         f"requirements: {counts}; MUST {percent(summary.must.percent)}, "
         f"SHOULD {percent(summary.should.percent)}"
     )
+    down = record.target_down
+    if down is not None:
+        if down.last_answered:
+            writer.line(f"last request it answered ({down.last_answered_at}): {down.last_answered}")
+        if down.first_failed:
+            writer.line(f"first request it did not answer: {down.first_failed}")
+        if down.server_log_tail:
+            writer.line("the reference server's log ended with:")
+            for line in down.server_log_tail:
+                writer.line(f"  {line}")
     writer.line(f"target {record.target}, seed {record.seed}")
     writer.line(f"report: {directory / 'report.html'} (and results.json, junit.xml, summary.md)")

@@ -30,6 +30,7 @@ from pathlib import PurePath
 from typing import Any
 
 from conformance.curl import SECRET_ENV_VAR, to_curl
+from conformance.outage import TargetDown
 from conformance.sse import Deviation, Event
 from conformance.transport import Exchange, RequestSpec, StreamResult
 
@@ -560,6 +561,8 @@ class RunRecord:
     redacted on the way in (see :func:`redact_options`), so a record never holds a secret
     option. Every case must name a requirement of the record. ``options["gate_should"]``, when
     true, makes :attr:`gate_should` true: reports then judge SHOULD requirements as MUST.
+    ``target_down``, if set, says that the target stopped answering and had not come back when
+    the run ended; the verdict then says so.
     """
 
     target: str
@@ -573,6 +576,7 @@ class RunRecord:
     options: dict[str, Any] = field(default_factory=dict)
     requirements: list[Requirement] = field(default_factory=list)
     cases: list[CaseResult] = field(default_factory=list)
+    target_down: TargetDown | None = None
 
     def __post_init__(self) -> None:
         self.target = _redact_url_password(self.target)
@@ -693,6 +697,7 @@ class RunRecord:
         blocking = self._blocking(gate)
         failed, errored = blocking[Outcome.FAIL], blocking[Outcome.ERROR]
         levels = "MUST or SHOULD" if gate else "MUST"
+        down = f" {self.target_down.sentence()}" if self.target_down is not None else ""
         if failed or errored:
             parts = []
             if failed:
@@ -704,7 +709,7 @@ class RunRecord:
                 parts.append(
                     f"{_count(len(errored), noun)} could not be checked ({_named(errored)})"
                 )
-            return Verdict(False, "NOT CONFORMANT", "; ".join(parts) + ".")
+            return Verdict(False, "NOT CONFORMANT", "; ".join(parts) + "." + down)
         summary = self.summary()
         must, should = summary.must, summary.should
         if must.passed == 0:
@@ -713,14 +718,15 @@ class RunRecord:
                 if must.total
                 else "the run had no MUST requirement."
             )
-            return Verdict(True, "CONFORMANT", reason)
+            return Verdict(True, "CONFORMANT", reason + down)
         reason = f"all {_count(must.passed, 'checked MUST requirement')} passed"
         notes = []
         if not gate and (should.failed or should.errored):
             notes.append(f"{should.failed + should.errored} SHOULD not met")
         if must.skipped + should.skipped:
             notes.append(f"{must.skipped + should.skipped} skipped")
-        return Verdict(True, "CONFORMANT", reason + (f" ({'; '.join(notes)})." if notes else "."))
+        reason += f" ({'; '.join(notes)})." if notes else "."
+        return Verdict(True, "CONFORMANT", reason + down)
 
     # -- serialisation --
 
@@ -748,6 +754,7 @@ class RunRecord:
                 for result in self.requirement_results()
             ],
             "cases": [case.to_dict() for case in self.cases],
+            "target_down": None if self.target_down is None else self.target_down.to_dict(),
         }
 
     @classmethod
@@ -773,6 +780,9 @@ class RunRecord:
             options=dict(data["options"]),
             requirements=[Requirement.from_dict(item) for item in data["requirements"]],
             cases=[CaseResult.from_dict(item) for item in data["cases"]],
+            target_down=None
+            if data.get("target_down") is None
+            else TargetDown.from_dict(data["target_down"]),
         )
 
     def to_json(self) -> str:

@@ -1,10 +1,13 @@
 """Bounded HTTP against any target, hostile ones included.
 
-DESIGN.md section 3: against a target that never answers, never ends a stream, sends gigabytes
-or sends garbage, the suite reports and moves on within bounded time. :class:`Transport` makes
-that a property of every request: one overall deadline covers connecting, sending, the response
-head and the whole body, streams included, and the body is capped in size. Transport problems
-never raise; they come back as a :class:`TransportFailure` on the :class:`Exchange`.
+Against a target that never answers, never ends a stream, sends gigabytes or sends garbage, the
+suite reports and moves on within bounded time. :class:`Transport` makes that a property of
+every request: one overall deadline covers connecting, sending, the response head and the whole
+body, streams included, and the body is capped in size. Two optional, tighter bounds serve a
+target already seen to hang: ``head_timeout`` (seconds until the response head) and
+``idle_timeout`` (seconds of silence allowed between two pieces of the body; a body cut by it
+ends ``stalled``). Transport problems never raise; they come back as a
+:class:`TransportFailure` on the :class:`Exchange`.
 
 Why not httpx's own timeouts: they bound each network operation, not the request. A server that
 trickles one byte every 100 ms never trips a 1 s read timeout and keeps a reader busy forever.
@@ -63,7 +66,7 @@ DEFAULT_MAX_EVENTS = 10_000
 """Events parsed from one stream before it is cut off as too large."""
 
 FailureKind: TypeAlias = Literal["connect", "timeout", "reset", "too-large", "protocol", "other"]
-EndReason: TypeAlias = Literal["eof", "deadline", "too-large", "error", "stopped"]
+EndReason: TypeAlias = Literal["eof", "deadline", "stalled", "too-large", "error", "stopped"]
 HeaderPairs: TypeAlias = tuple[tuple[str, str], ...]
 
 _STREAM_MEDIA_TYPE = "text/event-stream"
@@ -183,8 +186,10 @@ class Exchange:
     """A request and whatever came back: status and headers if they arrived, the body (capped).
 
     ``headers`` keeps the server's order and spelling. ``truncated`` says the body was cut (size
-    cap). ``elapsed`` is seconds from the start of the request to the end of the body.
-    ``failure`` is ``None`` exactly when a complete response arrived.
+    cap). ``elapsed`` is seconds from the start of the request to the end of the body,
+    ``head_elapsed`` to the response head, and ``longest_silence`` the longest wait for a piece
+    of the body that did arrive. ``failure`` is ``None`` exactly when a complete response
+    arrived.
     """
 
     request: RequestSpec
@@ -194,6 +199,8 @@ class Exchange:
     truncated: bool = False
     elapsed: float = 0.0
     failure: TransportFailure | None = None
+    head_elapsed: float | None = None
+    longest_silence: float = 0.0
 
     def header(self, name: str) -> str | None:
         """Return the first value of response header ``name`` (any case), or ``None``."""
@@ -429,14 +436,25 @@ class BodyStream:
     as the response head has arrived (or the failure, if it did not); iterating yields
     :class:`BodyChunk` objects and never raises for transport problems. When iteration ends,
     ``ended_by`` says why and ``exchange`` holds the (capped) body and the elapsed time.
+    ``head_timeout`` bounds the wait for the response head and ``idle_timeout`` the silence
+    between two pieces of the body, both within the overall ``timeout``.
     """
 
     def __init__(
-        self, client: httpx.Client, request: RequestSpec, timeout: float, max_body_bytes: int
+        self,
+        client: httpx.Client,
+        request: RequestSpec,
+        timeout: float,
+        max_body_bytes: int,
+        *,
+        head_timeout: float | None = None,
+        idle_timeout: float | None = None,
     ) -> None:
         self.exchange = Exchange(request=request)
         self.ended_by: EndReason | None = None
         self._timeout = timeout
+        self._head_timeout = head_timeout
+        self._idle_timeout = idle_timeout
         self._max_body_bytes = max_body_bytes
         self._started = time.monotonic()
         self._deadline = self._started + timeout
@@ -455,7 +473,10 @@ class BodyStream:
 
     def _open(self, client: httpx.Client) -> None:
         request = self.exchange.request
-        token = _deadline.set(self._deadline)
+        head_deadline = self._deadline
+        if self._head_timeout is not None:
+            head_deadline = min(head_deadline, self._started + self._head_timeout)
+        token = _deadline.set(head_deadline)
         try:
             http_request = httpx.Request(
                 request.method,
@@ -466,11 +487,16 @@ class BodyStream:
             )
             self._response = client.send(http_request, stream=True)
         except Exception as error:
-            self._finish(_classify(error, self._timeout))
+            head_bound = self._head_timeout if head_deadline < self._deadline else None
+            failure = _classify(error, head_bound or self._timeout)
+            if failure.kind == "timeout" and head_bound is not None:
+                failure = TransportFailure("timeout", f"no response head within {head_bound:g} s")
+            self._finish(failure)
             return
         finally:
             _deadline.reset(token)
         self.exchange.status = self._response.status_code
+        self.exchange.head_elapsed = self.elapsed()
         self.exchange.headers = [
             (name.decode("latin-1"), value.decode("latin-1"))
             for name, value in self._response.headers.raw
@@ -481,18 +507,31 @@ class BodyStream:
             return
         chunks = self._response.iter_raw()
         while self.ended_by is None:
-            token = _deadline.set(self._deadline)
+            deadline = self._deadline
+            if self._idle_timeout is not None:
+                deadline = min(deadline, time.monotonic() + self._idle_timeout)
+            token = _deadline.set(deadline)
+            waiting_since = time.monotonic()
             try:
                 data = next(chunks)
             except StopIteration:
                 self._finish(None)
                 return
             except Exception as error:
-                self._finish(_classify(error, self._timeout))
+                failure = _classify(error, self._timeout)
+                if failure.kind == "timeout" and deadline < self._deadline:
+                    failure = TransportFailure(
+                        "timeout", f"nothing arrived for {self._idle_timeout:g} s"
+                    )
+                    self._finish(failure, stalled=True)
+                else:
+                    self._finish(failure)
                 return
             finally:
                 _deadline.reset(token)
             received_at = self.elapsed()
+            silence = time.monotonic() - waiting_since
+            self.exchange.longest_silence = max(self.exchange.longest_silence, silence)
             room = self._max_body_bytes - len(self._body)
             if len(data) > room:
                 self._body += data[:room]
@@ -517,10 +556,12 @@ class BodyStream:
         if self.ended_by is None:
             self._finish(None, stopped=True)
 
-    def _finish(self, failure: TransportFailure | None, *, stopped: bool = False) -> None:
+    def _finish(
+        self, failure: TransportFailure | None, *, stopped: bool = False, stalled: bool = False
+    ) -> None:
         if self.ended_by is not None:
             return
-        self.ended_by = "stopped" if stopped else _end_reason(failure)
+        self.ended_by = "stopped" if stopped else "stalled" if stalled else _end_reason(failure)
         self.exchange.failure = failure
         self.exchange.body = bytes(self._body)
         self.exchange.elapsed = self.elapsed()
@@ -534,7 +575,8 @@ class StreamResult:
 
     ``events`` are numbered in arrival order and stamped with their arrival time;
     ``deviations`` come from :class:`conformance.sse.SSEParser`; ``ended_by`` says whether the
-    server ended the stream (``eof``) or the deadline, the size cap or an error did.
+    server ended the stream (``eof``) or the deadline, the bound on silence (``stalled``), the
+    size cap or an error did.
     """
 
     exchange: Exchange
@@ -601,38 +643,77 @@ class Transport:
         prepared = RequestSpec(request.method, url, request.headers, request.body)
         return prepared.with_default_headers(self.headers)
 
-    def send(self, request: RequestSpec, *, timeout: float | None = None) -> Exchange:
-        """Send ``request`` and read the whole response; never raises for transport problems."""
-        with self.stream(request, timeout=timeout) as body:
+    def send(
+        self,
+        request: RequestSpec,
+        *,
+        timeout: float | None = None,
+        head_timeout: float | None = None,
+        idle_timeout: float | None = None,
+    ) -> Exchange:
+        """Send ``request`` and read the whole response; never raises for transport problems.
+
+        ``timeout`` (default the transport's) bounds the whole exchange; ``head_timeout`` and
+        ``idle_timeout``, if given, bound the wait for the response head and the silence between
+        two pieces of the body.
+        """
+        with self.stream(
+            request, timeout=timeout, head_timeout=head_timeout, idle_timeout=idle_timeout
+        ) as body:
             for _ in body:
                 pass
         return body.exchange
 
     @contextmanager
-    def stream(self, request: RequestSpec, *, timeout: float | None = None) -> Iterator[BodyStream]:
+    def stream(
+        self,
+        request: RequestSpec,
+        *,
+        timeout: float | None = None,
+        head_timeout: float | None = None,
+        idle_timeout: float | None = None,
+    ) -> Iterator[BodyStream]:
         """Open ``request`` and yield a :class:`BodyStream` to read its body chunk by chunk.
 
         The deadline (``timeout``, default the transport's) covers the whole exchange, so a
-        server that never ends a stream, or trickles it, is cut off at the deadline.
+        server that never ends a stream, or trickles it, is cut off at the deadline. A body
+        silent for ``idle_timeout`` seconds is cut off as ``stalled`` sooner.
         """
         effective = self.timeout if timeout is None else _check_timeout(timeout)
-        body = BodyStream(self._client, self.prepare(request), effective, self.max_body_bytes)
+        body = BodyStream(
+            self._client,
+            self.prepare(request),
+            effective,
+            self.max_body_bytes,
+            head_timeout=None if head_timeout is None else _check_timeout(head_timeout),
+            idle_timeout=None if idle_timeout is None else _check_timeout(idle_timeout),
+        )
         try:
             yield body
         finally:
             body.close()
 
-    def stream_events(self, request: RequestSpec, *, timeout: float | None = None) -> StreamResult:
+    def stream_events(
+        self,
+        request: RequestSpec,
+        *,
+        timeout: float | None = None,
+        head_timeout: float | None = None,
+        idle_timeout: float | None = None,
+    ) -> StreamResult:
         """Send ``request`` and parse a 2xx body as server-sent events as they arrive.
 
         A non-2xx response is read whole and not parsed (``parsed`` is False). The stream is
-        read until the server ends it, the deadline passes, the body or the event count passes
-        its cap, or the connection fails. An event left unterminated is reported as a
-        deviation only when the server ended the stream, not when the suite cut it off.
+        read until the server ends it, the deadline passes, the body stays silent for
+        ``idle_timeout``, the body or the event count passes its cap, or the connection fails.
+        An event left unterminated is reported as a deviation only when the server ended the
+        stream, not when the suite cut it off.
         """
         parser = SSEParser()
         events: list[Event] = []
-        with self.stream(request, timeout=timeout) as body:
+        with self.stream(
+            request, timeout=timeout, head_timeout=head_timeout, idle_timeout=idle_timeout
+        ) as body:
             status = body.exchange.status
             parsed = status is not None and 200 <= status < 300
             for chunk in body:

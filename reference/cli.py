@@ -24,6 +24,7 @@ from reference.app import create_app
 from reference.config import Config, ConfigError
 from reference.disconnect import CancelOnDisconnect
 from reference.pool import ModelPool
+from reference.preflight import EngineCannotRun, prove_all
 
 __all__ = ["main"]
 
@@ -68,7 +69,11 @@ def _ignore_after_shutdown(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the server until told to stop: 0 after a clean shutdown, 2 bad config, 3 no model."""
+    """Run the server until told to stop.
+
+    Exit status: 0 after a clean shutdown, 2 bad config, 3 no model file, 4 the engine cannot
+    run on this host (see `reference.preflight`).
+    """
     args = _parser().parse_args(argv)
     try:
         config = Config.load(args.config)
@@ -93,6 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in problems:
             print(f"mimic-reference: {problem}", file=sys.stderr)
         return 3
+    try:
+        prove_all(config.models.values())
+    except EngineCannotRun as error:
+        print(f"mimic-reference: {error}", file=sys.stderr)
+        return 4
     app = create_app(config, pool=pool)
     server_config = uvicorn.Config(
         CancelOnDisconnect(app),

@@ -55,6 +55,15 @@ class ModelConfig:
     """llama.cpp threads; None leaves llama.cpp's default."""
     chat_format: str | None = None
     """A llama-cpp-python chat format name; None uses the GGUF's own template."""
+    extra_buffer_types: bool = False
+    """llama.cpp's extra CPU buffer types: weights repacked at load for AMX or other kernels.
+
+    Off by default. On Xeons with AMX, llama.cpp's AMX kernels die with an illegal instruction
+    (SIGILL) on batched decodes, and so does llama.cpp's own ``llama-bench`` unless given
+    ``--repack 0``; on hosts without AMX the portable build this project installs has no
+    repacking for Q4_1 at all, so turning them off costs nothing there (README, "Hosts").
+    Turn them on for a model whose quantization has repacked kernels on a host that runs them.
+    """
 
     def model_path(self) -> Path:
         """The file to load: `path`, or where the default model is installed."""
@@ -64,9 +73,15 @@ class ModelConfig:
 
         return default_model_path()
 
-    def engine_key(self) -> tuple[str, int, int | None, str | None]:
+    def engine_key(self) -> tuple[str, int, int | None, str | None, bool]:
         """Names with equal keys share one loaded engine."""
-        return (str(self.model_path()), self.context_size, self.threads, self.chat_format)
+        return (
+            str(self.model_path()),
+            self.context_size,
+            self.threads,
+            self.chat_format,
+            self.extra_buffer_types,
+        )
 
 
 @dataclass(frozen=True)
@@ -224,6 +239,11 @@ class _Reader:
             raise self.fail(where, f"must be {bound}, got {value}")
         return value
 
+    def boolean(self, value: Any, where: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(where, f"must be true or false, got {value!r}")
+        return value
+
     def seconds(self, value: Any, where: str) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
             raise self.fail(where, f"must be a positive number of seconds, got {value!r}")
@@ -274,7 +294,9 @@ class _Reader:
         where = f"[models.{name}]"
         if not name or any(c.isspace() for c in name):
             raise self.fail(where, "a model name must be non-empty and without spaces")
-        allowed = frozenset({"path", "context_size", "threads", "chat_format"})
+        allowed = frozenset(
+            {"path", "context_size", "threads", "chat_format", "extra_buffer_types"}
+        )
         table = self.table(raw, where, allowed)
         values: dict[str, Any] = {"name": name}
         if "path" in table:
@@ -290,6 +312,10 @@ class _Reader:
             values["threads"] = self.integer(table["threads"], f"{where} threads", minimum=1)
         if "chat_format" in table:
             values["chat_format"] = self.string(table["chat_format"], f"{where} chat_format")
+        if "extra_buffer_types" in table:
+            values["extra_buffer_types"] = self.boolean(
+                table["extra_buffer_types"], f"{where} extra_buffer_types"
+            )
         return ModelConfig(**values)
 
     def key(self, index: int, raw: Any, served: frozenset[str]) -> APIKey:

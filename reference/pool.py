@@ -156,6 +156,7 @@ class ModelPool:
 
     async def _load_all(self) -> None:
         from reference.engine import load_engine
+        from reference.preflight import exercise
 
         groups: dict[tuple[Any, ...], list[ModelConfig]] = {}
         for model in self._models.values():
@@ -172,7 +173,14 @@ class ModelPool:
                         context_size=first.context_size,
                         threads=first.threads,
                         chat_format=first.chat_format,
+                        extra_buffer_types=first.extra_buffer_types,
                     )
+                    try:
+                        # Every decode shape once, in this process, before health says ok.
+                        await asyncio.to_thread(exercise, engine)
+                    except BaseException:
+                        await asyncio.to_thread(engine.close)
+                        raise
                 except Exception as error:
                     logger.exception("cannot load the model for %s", ", ".join(names))
                     self._errors.update(dict.fromkeys(names, str(error)))

@@ -62,9 +62,11 @@ class Chunk:
 class StreamObservation:
     """One streamed response as the checks see it.
 
-    ``ended_by`` is how reading ended (``eof``: the server closed it; ``deadline``; ``too-large``;
-    ``error``; ``stopped``). ``include_usage`` says whether the request asked for a usage chunk.
-    ``timeout`` is the deadline the stream was read under (for messages).
+    ``ended_by`` is how reading ended (``eof``: the server closed it; ``deadline``; ``stalled``:
+    silent for longer than the suite's bound on silence; ``too-large``; ``error``; ``stopped``).
+    ``include_usage`` says whether the request asked for a usage chunk. ``timeout`` is the
+    deadline the stream was read under and ``failure`` the transport's word on why reading
+    ended early, if it did (both for messages).
     """
 
     status: int | None
@@ -76,6 +78,7 @@ class StreamObservation:
     include_usage: bool = False
     timeout: float | None = None
     headers: Sequence[tuple[str, str]] = field(default_factory=tuple)
+    failure: str | None = None
 
     @classmethod
     def from_result(
@@ -93,6 +96,7 @@ class StreamObservation:
             include_usage=include_usage,
             timeout=timeout,
             headers=tuple(exchange.headers),
+            failure=None if exchange.failure is None else exchange.failure.message,
         )
 
     @classmethod
@@ -366,15 +370,29 @@ def check_usage(obs: StreamObservation) -> list[Finding]:
 
 
 def check_ends(obs: StreamObservation) -> list[Finding]:
-    """STREAM-ENDS: the server closed the stream before the deadline and the size cap."""
+    """STREAM-ENDS: the server closed the stream before the deadline and the size cap.
+
+    A stream the suite cut off because it stayed silent (``stalled``: the target had already
+    left an answer open past the timeout, so the suite bounds silence) fails too.
+    """
+    last = obs.events[-1].data[:60] if obs.events else "nothing"
     if obs.ended_by == "deadline":
         limit = f" {obs.timeout:g} s" if obs.timeout else ""
-        last = obs.events[-1].data[:60] if obs.events else "nothing"
         return [
             Finding(
                 "STREAM-ENDS",
                 f"the stream was still open when the{limit} request timeout passed "
                 f"({len(obs.events)} events received; the last: {last!r}).",
+            )
+        ]
+    if obs.ended_by == "stalled":
+        silence = obs.failure or "nothing more arrived"
+        return [
+            Finding(
+                "STREAM-ENDS",
+                f"the stream stalled, still open: {silence} after {len(obs.events)} events "
+                f"(the last: {last!r}). An earlier answer from this target was still open when "
+                "the request timeout passed, so the suite waits no longer on a silent one.",
             )
         ]
     if obs.ended_by == "too-large":

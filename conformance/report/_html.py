@@ -178,6 +178,7 @@ def _context(record: RunRecord, json_name: str) -> dict[str, Any]:
     return {
         "record": record,
         "verdict": record.verdict(),
+        "down": record.target_down,
         "summary": summary,
         "levels": [
             {"summary": level, "percent": _percent(level)}

@@ -1,7 +1,8 @@
 """``summary.md``: a few lines for a CI job page (GitHub's ``$GITHUB_STEP_SUMMARY``, say).
 
-The verdict, the counts, one line per requirement that failed or errored, and where the full
-report is. Text that came from the target is escaped, since CI pages render Markdown and HTML.
+The verdict, the counts, what is known of a target that stopped answering, one line per
+requirement that failed or errored, and where the full report is. Text that came from the target
+is escaped, since CI pages render Markdown and HTML.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from conformance.outage import TargetDown
 from conformance.results import LevelSummary, Outcome, RunRecord
 
 _MAX_LISTED = 50
@@ -18,6 +20,7 @@ _MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]<>|~&])")
 
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 
 
 def _escape(text: str, limit: int = _MAX_MESSAGE) -> str:
@@ -29,6 +32,29 @@ def _escape(text: str, limit: int = _MAX_MESSAGE) -> str:
 
 def _percent(level: LevelSummary) -> str:
     return "n/a" if level.percent is None else f"{level.percent:.1f} %"
+
+
+def _fenced(text: str, info: str = "") -> list[str]:
+    """A code block of ``text``, fenced longer than any run of backticks in it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    visible = _CONTROL_BUT_NEWLINE.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+    return [fence + info, visible, fence]
+
+
+def _down_lines(down: TargetDown) -> list[str]:
+    """The details of a target that stopped answering (the verdict already says that it did)."""
+    lines = ["### The target stopped answering", ""]
+    if down.last_answered:
+        lines += [f"The last request it answered ({_escape(down.last_answered_at or '')}):", ""]
+        lines += [*_fenced(down.last_answered, "sh"), ""]
+    if down.first_failed:
+        lines += [f"The first it did not: {_escape(down.first_failure)}", ""]
+        lines += [*_fenced(down.first_failed, "sh"), ""]
+    if down.server_log_tail:
+        lines += ["The last lines of the reference server's log:", ""]
+        lines += [*_fenced("\n".join(down.server_log_tail)), ""]
+    return lines
 
 
 def render_markdown(record: RunRecord, *, html_path: str | Path | None = None) -> str:
@@ -54,6 +80,8 @@ def render_markdown(record: RunRecord, *, html_path: str | Path | None = None) -
             f"{level.skipped} | {_percent(level)} |"
         )
     lines.append("")
+    if record.target_down is not None:
+        lines += _down_lines(record.target_down)
     bad = [
         result
         for result in record.requirement_results()

@@ -1,14 +1,18 @@
 """The state of one suite run, shared by the plugin and the suite's test modules.
 
 :class:`Run` holds the resolved settings, the contract read from ``--spec``, one bounded
-:class:`~conformance.transport.Transport` to the target, caches of responses that several
-requirements judge, and the cases recorded so far. The plugin creates it; tests reach it through
-the ``conformance`` fixture (or :func:`active`, for module-level schemathesis schemas).
+:class:`~conformance.transport.Transport` to the target, what the run has learned of the target
+(whether it still answers, how long to wait on it), caches of responses that several
+requirements judge, and the cases recorded so far. Every request of the suite goes through
+:meth:`Run.send` or :meth:`Run.stream`. The plugin creates the run (one per pytest-xdist
+worker); tests reach it through the ``conformance`` fixture (or :func:`active`, for
+module-level schemathesis schemas).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Hashable
 from functools import cached_property
 from typing import Any, TypeVar
@@ -17,16 +21,20 @@ import pytest
 
 import spec
 from conformance.checks.auth import credential_headers, header_schemes
+from conformance.curl import to_curl
+from conformance.outage import TargetDown
 from conformance.profile import Settings
 from conformance.results import CaseResult, Evidence, Outcome
+from conformance.suite._liveness import Liveness
 from conformance.suite._operations import (
     MODEL_FIELD,
     enum_path_parameters,
     list_all_models_operation,
 )
-from conformance.transport import Exchange, RequestSpec, StreamResult, Transport, TransportFailure
+from conformance.suite._patience import Patience
+from conformance.transport import Exchange, RequestSpec, StreamResult, Transport
 
-__all__ = ["BREAKER_THRESHOLD", "FINALIZE", "REQUIREMENTS", "Run", "active", "set_active"]
+__all__ = ["FINALIZE", "REQUIREMENTS", "Run", "active", "set_active"]
 
 T = TypeVar("T")
 
@@ -34,13 +42,6 @@ REQUIREMENTS: pytest.StashKey[tuple[str, ...]] = pytest.StashKey()
 """Item stash: the selected requirements a test item judges."""
 FINALIZE: pytest.StashKey[Callable[[], list[str]]] = pytest.StashKey()
 """Item stash: called when the item's call ends; returns failure lines (empty: it passed)."""
-
-BREAKER_THRESHOLD = 5
-"""Consecutive transport failures after which the target counts as down and nothing more is sent.
-
-Without it, a target that stalls every request would cost the timeout once per generated case:
-hours, where DESIGN.md §3 asks for bounded time.
-"""
 
 
 class Run:
@@ -54,10 +55,13 @@ class Run:
         auth = self.auth_headers(settings.api_key) if settings.api_key else {}
         self.transport = Transport(self.target, timeout=settings.timeout, headers=auth)
         self.cases: list[CaseResult] = []
+        self.liveness = Liveness()
+        """Whether the target still answers (see :mod:`conformance.suite._liveness`)."""
+        self.patience = Patience(settings.timeout)
+        """How long to wait on the target (see :mod:`conformance.suite._patience`)."""
+        self._recorded_at: list[float] = []
         self._cache: dict[Hashable, Any] = {}
         self._lock = threading.Lock()
-        self._failures_in_a_row = 0
-        self.down_reason: str | None = None
 
     # ------------------------------------------------------------------ target access
     @property
@@ -72,43 +76,86 @@ class Run:
             return {"Authorization": f"Bearer {key}"}
         return credential_headers(next(iter(schemes.values())), key)
 
-    def send(self, request: RequestSpec, *, timeout: float | None = None) -> Exchange:
-        """Send one request through the transport, unless the target is already judged down."""
-        if self.down_reason is not None:
-            prepared = self.transport.prepare(request)
-            return Exchange(request=prepared, failure=TransportFailure("other", self.down_reason))
-        exchange = self.transport.send(request, timeout=timeout)
-        # Any incomplete answer counts: a target that streams forever answers every request
-        # with a status and then costs a whole timeout.
-        self._count(exchange.failure)
+    def send(
+        self, request: RequestSpec, *, timeout: float | None = None, credentials: bool = True
+    ) -> Exchange:
+        """Send one request and read its whole answer, unless the target is taken for down.
+
+        With ``credentials=False`` the request goes out with only its own headers, not the
+        run's API key. Any incomplete answer counts against the target's liveness: a target
+        that streams forever answers every request with a status and then costs a whole timeout.
+        """
+        transport = self.transport if credentials else self._bare_transport
+        with self._lock:
+            refusal = self.liveness.refusal()
+            bounds = self._bounds(request)
+        if refusal is not None:
+            return Exchange(request=transport.prepare(request), failure=refusal)
+        exchange = transport.send(request, timeout=timeout, **bounds)
+        self._observe(exchange, failed=exchange.failure is not None)
         return exchange
 
     def stream(self, request: RequestSpec, *, timeout: float | None = None) -> StreamResult:
-        """Send one request and read its answer event by event (see ``Transport.stream_events``)."""
-        if self.down_reason is not None:
-            prepared = self.transport.prepare(request)
-            exchange = Exchange(
-                request=prepared, failure=TransportFailure("other", self.down_reason)
-            )
+        """Send one request and read its answer event by event (see ``Transport.stream_events``).
+
+        A stream cut off after its head arrived is for the stream rules to judge (STREAM-ENDS),
+        not a sign that the target is down, unless it was still sending when the timeout passed:
+        a target that never ends its streams would otherwise cost a whole timeout per stream.
+        """
+        with self._lock:
+            refusal = self.liveness.refusal()
+            bounds = self._bounds(request)
+        if refusal is not None:
+            exchange = Exchange(request=self.transport.prepare(request), failure=refusal)
             return StreamResult(exchange, [], [], "error", False)
-        result = self.transport.stream_events(request, timeout=timeout)
-        failure = result.exchange.failure
-        # A stream cut at the deadline after its head arrived is for the stream rules to judge
-        # (STREAM-ENDS), not a sign that the target is down.
-        self._count(failure if result.exchange.status is None else None)
+        result = self.transport.stream_events(request, timeout=timeout, **bounds)
+        failed = result.exchange.status is None or result.ended_by == "deadline"
+        self._observe(result.exchange, failed=failed)
         return result
 
-    def _count(self, failure: TransportFailure | None) -> None:
+    @cached_property
+    def _bare_transport(self) -> Transport:
+        return Transport(self.target, timeout=self.settings.timeout)
+
+    def _bounds(self, request: RequestSpec) -> dict[str, float | None]:
+        return {
+            "head_timeout": self.patience.head_timeout(),
+            "idle_timeout": self.patience.idle_timeout(request.expects_stream),
+        }
+
+    def _observe(self, exchange: Exchange, *, failed: bool) -> None:
         with self._lock:
-            if failure is None:
-                self._failures_in_a_row = 0
-                return
-            self._failures_in_a_row += 1
-            if self._failures_in_a_row >= BREAKER_THRESHOLD and self.down_reason is None:
-                self.down_reason = (
-                    f"not sent: the target failed {self._failures_in_a_row} requests in a row "
-                    f"(the last: {failure.message})"
-                )
+            self.patience.observe(exchange)
+            self.liveness.observe(exchange, failed=failed)
+
+    def target_down(self) -> TargetDown | None:
+        """The target's outage, if it was down at the end of what this run sent."""
+        outage = self.liveness.outage
+        if outage is None:
+            return None
+        last = outage.last_answered
+        return TargetDown(
+            since=outage.since,
+            cause=outage.cause,
+            first_failure=outage.first_failure.message,
+            last_answered=None if last is None else to_curl(last, secrets=self.secrets),
+            last_answered_at=outage.last_answered_at,
+            first_failed=to_curl(outage.first_failed, secrets=self.secrets),
+            requests_answered=self.liveness.answered,
+        )
+
+    def cases_not_run(self) -> set[tuple[str, str]]:
+        """(requirement, operation) of the errors recorded since the target went down for good."""
+        outage = self.liveness.outage
+        if outage is None:
+            return set()
+        with self._lock:
+            recorded = list(zip(self._recorded_at, self.cases, strict=True))
+        return {
+            (case.requirement_id, case.operation)
+            for at, case in recorded
+            if at >= outage.started and case.outcome is Outcome.ERROR
+        }
 
     def cached(self, key: Hashable, compute: Callable[[], T]) -> T:
         """The value cached for ``key``, computed once (answers that several rules judge)."""
@@ -170,6 +217,7 @@ class Run:
         case = CaseResult(requirement_id, operation, outcome, evidence, reason, max(duration, 0.0))
         with self._lock:
             self.cases.append(case)
+            self._recorded_at.append(time.monotonic())
         return case
 
     def evidence(
@@ -193,8 +241,10 @@ class Run:
         return Evidence(operation=operation, message=message, extra=dict(extra or {}))
 
     def close(self) -> None:
-        """Release the transport's connections."""
+        """Release the transports' connections."""
         self.transport.close()
+        if "_bare_transport" in self.__dict__:
+            self._bare_transport.close()
 
 
 _active: Run | None = None

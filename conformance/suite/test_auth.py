@@ -19,7 +19,7 @@ from conformance.checks.auth import (
 from conformance.suite._judgement import Judgement
 from conformance.suite._requests import example_body, json_request
 from conformance.suite._run import Run
-from conformance.transport import Exchange, RequestSpec, Transport
+from conformance.transport import Exchange, RequestSpec
 from spec import Operation
 
 NO_KEY_REASON = "no --api-key given: the target's key checks cannot be judged without a valid key"
@@ -32,10 +32,7 @@ def _valid_request(run: Run, operation: Operation) -> RequestSpec:
 
 def _send_without_default_auth(run: Run, request: RequestSpec) -> Exchange:
     """Send with only the request's own headers: the run's transport would add the valid key."""
-    if run.down_reason is not None:
-        return run.send(request)
-    with Transport(run.target, timeout=run.settings.timeout) as bare:
-        return bare.send(request)
+    return run.send(request, credentials=False)
 
 
 def _judge(

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import codecs
 import ctypes
-import itertools
 import json
 import logging
 import os
 import sys
 import tempfile
 import threading
-from collections.abc import Container, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +30,7 @@ from llama_cpp import Llama, LogitsProcessorList
 from llama_cpp import llama_chat_format as chat_formats
 from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 
+from reference.engine import _bindings
 from reference.engine._base import (
     MAX_TOP_LOGPROBS,
     ContextOverflow,
@@ -44,6 +44,7 @@ from reference.engine._base import (
     TokenLogprob,
     TopLogprob,
 )
+from reference.engine._prefix import PROMPT_CHUNK, chunk_plan, shared_chunks, turn_boundaries
 from reference.engine._stops import StopMatcher
 
 __all__ = ["CHAT_FORMATS", "LlamaEngine", "load_engine"]
@@ -59,19 +60,6 @@ CHAT_FORMATS: Mapping[str, str] = {
 # llama.cpp reserves this seed for "pick one at random", so request seeds are folded below it.
 _RANDOM_SEED = llama_cpp.LLAMA_DEFAULT_SEED
 _PIECE_BUFFER_SIZE = 256
-
-#: Prompt chunks hold at most this many tokens of a turn. Smaller chunks notice a cancel sooner
-#: (a chunk is ~0.15 s on 2 idle cores) and reuse more of a long shared turn; prompt throughput
-#: measured here: 232 tokens/s in chunks of 128, 218 in 32, 198 in 8.
-PROMPT_CHUNK = 32
-#: A last chunk shorter than this joins the one before it, so that no prompt of two tokens or
-#: more ends in a batch of one. Not more: each call costs a fixed time (the output row, the
-#: graph; about one token's worth here), but a longer join would re-evaluate a whole shared
-#: chunk whenever a prompt adds a few tokens to it ("Hi" after the default system turn).
-_SHORTEST_TAIL = 2
-#: A turn's header (``<|im_start|>user\n``) ends at the first line break this many tokens or
-#: fewer after the control token that opens it.
-_HEADER_SPAN = 8
 
 _LOGGER = logging.getLogger("reference.engine.llama_cpp")
 # ggml's log levels (ggml.h). llama-cpp-python's own table predates a renumbering and prints
@@ -164,6 +152,7 @@ def load_engine(
     chat_format: str | None = None,
     chat_template: str | None = None,
     name: str | None = None,
+    extra_buffer_types: bool = False,
 ) -> LlamaEngine:
     """Load a GGUF model and return its engine.
 
@@ -171,7 +160,9 @@ def load_engine(
     reports the size it really got. ``threads=None`` keeps llama-cpp-python's defaults. The
     chat template is the GGUF's own (``tokenizer.chat_template``) unless ``chat_format`` names
     one of `CHAT_FORMATS` or ``chat_template`` gives Jinja source; give at most one of the
-    two. ``name`` defaults to the file's stem.
+    two. ``name`` defaults to the file's stem. ``extra_buffer_types`` turns on llama.cpp's
+    weight repacking at load (AMX and other kernels): off by default, see
+    `reference.config.ModelConfig.extra_buffer_types` for why.
     """
     path = Path(model_path)
     if isinstance(context_size, bool) or not isinstance(context_size, int) or context_size < 2:
@@ -186,8 +177,9 @@ def load_engine(
         raise FileNotFoundError(f"no model file at {path}")
     _LOG_ROUTER.install()
     try:
-        llama = Llama(
-            model_path=str(path),
+        llama = _bindings.open_llama(
+            str(path),
+            extra_buffer_types=extra_buffer_types,
             n_ctx=context_size,
             n_threads=threads,
             n_threads_batch=threads,
@@ -220,8 +212,8 @@ class LlamaEngine:
     (on SmolLM2 the last logits moved by up to 0.59, and greedy continuations diverged).
 
     So this engine evaluates every prompt in the same calls, whatever the cache holds: in
-    chunks that `_chunk_plan` cuts from the prompt's tokens alone (where a turn's content starts,
-    see `_turn_boundaries`; every `PROMPT_CHUNK` tokens within a turn; a one-token tail joined
+    chunks that `chunk_plan` cuts from the prompt's tokens alone (where a turn's content starts,
+    see `turn_boundaries`; every `PROMPT_CHUNK` tokens within a turn; a one-token tail joined
     to the chunk before it). It remembers the chunks it evaluated last. A new prompt keeps the
     cached tokens up to the end of the longest run of leading chunks that its own plan shares
     with them, tokens and positions alike (never a generated token: those were evaluated one
@@ -470,15 +462,12 @@ class LlamaEngine:
         llama.n_tokens = 0
         entries: list[TokenLogprob] = []
         try:
-            llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+            _bindings.clear_cache(llama)
             for begin, end in self._plan(prompt):
                 if cancel.is_set():
                     return None
                 chunk = prompt[begin:end]
-                # llama-cpp-python's own batch and decode, as `Llama.eval` uses them, but with
-                # an output row asked for at every position rather than the last alone.
-                llama._batch.set_batch(batch=chunk, n_past=begin, logits_all=True)
-                llama._ctx.decode(llama._batch)
+                _bindings.decode_every_row(llama, chunk, begin)
                 llama.input_ids[begin:end] = chunk
                 llama.n_tokens = end
                 # Row i predicts the token after it; the last row of the prompt predicts none.
@@ -570,7 +559,7 @@ class LlamaEngine:
             return True
         self._evaluated = None
         plan = self._plan(prompt)
-        kept = _shared_chunks(self._chunks[: self._chunks_done], llama.input_ids, plan, prompt)
+        kept = shared_chunks(self._chunks[: self._chunks_done], llama.input_ids, plan, prompt)
         self._chunks, self._chunks_done = plan, kept
         # `eval` drops the cache from `n_tokens` on before it evaluates.
         llama.n_tokens = plan[kept - 1][1] if kept else 0
@@ -589,10 +578,10 @@ class LlamaEngine:
 
     def _plan(self, prompt: Sequence[int]) -> list[tuple[int, int]]:
         """The chunks that evaluate ``prompt``, whatever the cache holds."""
-        turns = _turn_boundaries(
+        turns = turn_boundaries(
             prompt, self._end_of_generation, self._opens_turn, self._breaks_line
         )
-        return _chunk_plan(prompt, PROMPT_CHUNK, turns)
+        return chunk_plan(prompt, PROMPT_CHUNK, turns)
 
     def _last_logits(self, row: int = -1) -> np.ndarray[Any, np.dtype[np.single]]:
         """The logits of an output row of the last evaluation (by default its last one).
@@ -628,86 +617,6 @@ class LlamaEngine:
         return TokenLogprob(
             data.decode("utf-8", "replace"), data, float(shifted[token]) - log_total, alternatives
         )
-
-
-def _turn_boundaries(
-    prompt: Sequence[int],
-    end_of_turn: Container[int],
-    opens_turn: Container[int],
-    breaks_line: Container[int],
-) -> list[int]:
-    r"""Where the turns of a chat prompt begin, as positions in ``prompt``, ascending.
-
-    A turn begins where its content does: after its header, which is a control token that
-    ``opens_turn`` and the tokens up to the first one that ``breaks_line`` (at most
-    `_HEADER_SPAN` tokens on). Prompts that differ from their last turn's content on then
-    share every chunk before it, header included (``<|im_start|>user\n`` in ChatML,
-    ``<|start_header_id|>user<|end_header_id|>\n\n`` in Llama 3). A prompt without such
-    headers (a completion's, or a template without line breaks) begins a turn after each
-    token that ends one.
-    """
-    headers = []
-    for position, token in enumerate(prompt):
-        if token in opens_turn:
-            for end in range(position + 1, min(position + 1 + _HEADER_SPAN, len(prompt))):
-                if prompt[end] in breaks_line:
-                    headers.append(end + 1)
-                    break
-    boundaries = set(headers)
-    following = iter(headers)
-    header = next(following, None)
-    for position, token in enumerate(prompt):
-        if token in end_of_turn:
-            while header is not None and header <= position:
-                header = next(following, None)
-            # A header just after the end of a turn is where the next turn begins.
-            if header is None or header - position > _HEADER_SPAN + 1:
-                boundaries.add(position + 1)
-    return sorted(boundary for boundary in boundaries if 0 < boundary < len(prompt))
-
-
-def _chunk_plan(prompt: Sequence[int], chunk: int, turns: Sequence[int]) -> list[tuple[int, int]]:
-    """The ``(begin, end)`` chunks that evaluate ``prompt``, in order.
-
-    Cut where each turn begins (``turns``, ascending), so that prompts sharing turns share
-    chunks, and every ``chunk`` tokens from a turn's start, so that a short turn is one call;
-    the last chunk joins the one before it while it is shorter than `_SHORTEST_TAIL`. The plan
-    depends on the tokens alone.
-    """
-    bounds = [0]
-    for turn in [*turns, len(prompt)]:
-        bounds.extend(range(bounds[-1] + chunk, turn, chunk))
-        bounds.append(turn)
-    while len(bounds) > 2 and bounds[-1] - bounds[-2] < _SHORTEST_TAIL:
-        del bounds[-2]
-    return list(itertools.pairwise(bounds))
-
-
-def _shared_chunks(
-    done: Sequence[tuple[int, int]],
-    cached: Sequence[int],
-    plan: Sequence[tuple[int, int]],
-    prompt: Sequence[int],
-) -> int:
-    """How many leading chunks of ``plan`` the cache already holds, as ``plan`` would compute them.
-
-    ``done`` are the chunks evaluated last, over the ``cached`` tokens. A chunk is shared when
-    it is the same chunk in both plans and every token up to its end is the same. The last
-    chunk of ``plan`` is never shared: it is evaluated, for its logits.
-    """
-    shared = 0
-    for ours, theirs in zip(plan[:-1], done, strict=False):
-        if ours != theirs:
-            break
-        shared += 1
-    if not shared:
-        return 0
-    end = plan[shared - 1][1]
-    differ = np.flatnonzero(np.asarray(cached[:end]) != np.asarray(prompt[:end]))
-    if not differ.size:
-        return shared
-    first = int(differ[0])
-    return sum(1 for _, chunk_end in plan[:shared] if chunk_end <= first)
 
 
 def _token_pieces(vocab: Any, vocab_size: int, *, special: bool) -> list[bytes]:

@@ -169,10 +169,7 @@ def _reset_mid_stream(conn: socket.socket, stop: threading.Event) -> None:
 
 def _json(conn: socket.socket, stop: threading.Event) -> None:
     if read_request(conn, stop):
-        body = b'{"object": "list", "data": []}'
-        conn.sendall(
-            _head("application/json", f"Content-Length: {len(body)}", "Connection: close") + body
-        )
+        _answer_json(conn)
 
 
 def _sse(conn: socket.socket, stop: threading.Event) -> None:
@@ -190,6 +187,47 @@ def _sse_done_then_hang(conn: socket.socket, stop: threading.Event) -> None:
         wait_for_close(conn, stop)
 
 
+def _gigabyte(conn: socket.socket, stop: threading.Event) -> None:
+    if read_request(conn, stop):
+        conn.sendall(_head("application/json", f"Content-Length: {1 << 30}"))
+        send_forever(conn, stop, b"\x00" * 65536, 0)
+
+
+def _asks_for_a_stream(request: bytes) -> bool:
+    body = request.partition(b"\r\n\r\n")[2]
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(payload, dict) and payload.get("stream") is True
+
+
+def _stalls_streams(conn: socket.socket, stop: threading.Event) -> None:
+    request = read_request(conn, stop)
+    if not request:
+        return
+    if _asks_for_a_stream(request):
+        conn.sendall(_SSE_HEAD + _chunk_event(1) + _chunk_event(2) + _chunk_event(3))
+        wait_for_close(conn, stop)
+    else:
+        _answer_json(conn)
+
+
+def _lists_models_then_silent(conn: socket.socket, stop: threading.Event) -> None:
+    request = read_request(conn, stop)
+    if request.startswith(b"GET ") and b"/models " in request.partition(b"\r\n")[0]:
+        _answer_json(conn)
+    elif request:
+        wait_for_close(conn, stop)
+
+
+def _answer_json(conn: socket.socket) -> None:
+    body = b'{"object": "list", "data": []}'
+    conn.sendall(
+        _head("application/json", f"Content-Length: {len(body)}", "Connection: close") + body
+    )
+
+
 MODES: dict[str, Handler] = {
     "silent": _silent,  # accepts, reads the request, never answers
     "headers-then-stall": _headers_then_stall,  # a 200 event-stream head, then nothing
@@ -204,6 +242,9 @@ MODES: dict[str, Handler] = {
     "json": _json,  # well-behaved: a small JSON 200
     "sse": _sse,  # well-behaved: three events and [DONE], then closes
     "sse-done-then-hang": _sse_done_then_hang,  # [DONE], then keeps the connection open
+    "gigabyte": _gigabyte,  # a 200 that promises a 1 GiB body, and sends it as fast as it can
+    "stalls-streams": _stalls_streams,  # small JSON 200s, but streams stall after three events
+    "lists-models-then-silent": _lists_models_then_silent,  # answers GET .../models, nothing else
 }
 
 

@@ -7,8 +7,8 @@ narrowed to the fault's family, with a fixed seed; its results.json must show ex
 expected failures, no errors, and the exit status that the requirement's level calls for.
 
 Also here: the unproxied reference passes every MUST (run under pytest-xdist, so that merging
-the workers' results is exercised too); hostile targets end the run within bounded time with an
-error verdict; an unreachable target ends it at once with one clear line.
+the workers' results is exercised too); an unreachable target ends the run at once with one clear
+line. Targets that die, hang or flood are in ``test_hostile_runs.py``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import pytest
 from tests.conformance.broken.faults import API_KEY, BROKEN_SERVERS, BrokenServer
 from tests.conformance.broken.proxy import fault_proxy
 from tests.conformance.broken.reference import reference_server
-from tests.conformance.hostile import hostile_server
 
 SEED = "20251125"
 pytestmark = pytest.mark.model
@@ -144,21 +143,6 @@ def test_reference_passes_every_must(reference: str, tmp_path: Path) -> None:
     html = (tmp_path / "report.html").read_text()
     assert "CONFORMANT" in html and API_KEY not in html
     assert (tmp_path / "junit.xml").exists() and (tmp_path / "summary.md").exists()
-
-
-@pytest.mark.parametrize(
-    "mode", ["silent", "sse-forever", "endless-body", "garbage", "reset", "trickle"]
-)
-def test_hostile_target_ends_in_bounded_time(mode: str, tmp_path: Path) -> None:
-    with hostile_server(mode) as target:
-        status, results, output, elapsed = run_suite(
-            target, tmp_path, "--profile", "quick", "--timeout", "2", timeout=200
-        )
-    assert elapsed < 120, f"the run took {elapsed:.0f} s"
-    assert status == 1, output[-3000:]
-    assert "Traceback" not in output, output[-3000:]
-    assert results["verdict"].startswith("NOT CONFORMANT"), results.get("verdict")
-    assert outcomes(results, "error") | outcomes(results, "fail")
 
 
 def test_unreachable_target_is_one_clear_line(tmp_path: Path) -> None:

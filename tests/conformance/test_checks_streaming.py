@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -208,6 +209,16 @@ def test_a_stream_cut_before_done_fails_ends_and_done_last() -> None:
     observation = observe(good_chunks(False), ended_by="deadline")
     assert failing(observation) == {"STREAM-ENDS", "STREAM-DONE-LAST"}
     assert "reading ended (deadline)" in check_done_last(observation)[0].message
+
+
+def test_a_stream_that_stalled_fails_ends_saying_so() -> None:
+    observation = dataclasses.replace(
+        observe(good_chunks(False), ended_by="stalled"), failure="nothing arrived for 2 s"
+    )
+    assert failing(observation) == {"STREAM-ENDS", "STREAM-DONE-LAST"}
+    message = check_ends(observation)[0].message
+    assert message.startswith("the stream stalled, still open: nothing arrived for 2 s after")
+    assert "reading ended (stalled)" in check_done_last(observation)[0].message
 
 
 def test_an_error_event_after_200_is_allowed() -> None:

@@ -7,6 +7,7 @@ read what it printed, its exit status, and the results.json it wrote.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -18,10 +19,12 @@ from typing import Any
 import pytest
 
 from conformance.cli import main, pytest_args
+from conformance.plugin import ReferenceServer
 from conformance.profile import PROFILES, Settings
-from conformance.suite._run import BREAKER_THRESHOLD, Run
+from conformance.suite._liveness import UNRESPONSIVE_AFTER
+from conformance.suite._run import Run
 from conformance.transport import RequestSpec
-from tests.conformance.hostile import hostile_server
+from tests.conformance.hostile import hostile_server, recording_server
 
 SECRET = "plugin-test-secret-key"
 
@@ -52,6 +55,7 @@ def json_target() -> Any:
         yield base_url
 
 
+@pytest.mark.slow
 def test_a_failure_is_recorded_with_evidence_and_gates(json_target: str, tmp_path: Path) -> None:
     status, output = run_suite(
         "--target",
@@ -82,6 +86,7 @@ def test_a_failure_is_recorded_with_evidence_and_gates(json_target: str, tmp_pat
         assert SECRET not in (tmp_path / name).read_text(), name
 
 
+@pytest.mark.slow
 def test_environment_variables_stand_for_options(json_target: str, tmp_path: Path) -> None:
     env = {
         "MIMIC_TARGET": json_target,
@@ -96,6 +101,7 @@ def test_environment_variables_stand_for_options(json_target: str, tmp_path: Pat
     assert isinstance(record["seed"], int)  # random, and recorded
 
 
+@pytest.mark.slow
 def test_auth_rules_skip_without_a_key(json_target: str, tmp_path: Path) -> None:
     status, output = run_suite(
         "--target", json_target, "--requirement", "AUTH-*", "--report-dir", str(tmp_path)
@@ -106,6 +112,7 @@ def test_auth_rules_skip_without_a_key(json_target: str, tmp_path: Path) -> None
     assert all("--api-key" in case["reason"] for case in record["cases"])
 
 
+@pytest.mark.slow
 def test_unknown_requirement_is_a_usage_error(json_target: str, tmp_path: Path) -> None:
     status, output = run_suite(
         "--target", json_target, "--requirement", "STREEM-*", "--report-dir", str(tmp_path)
@@ -114,6 +121,7 @@ def test_unknown_requirement_is_a_usage_error(json_target: str, tmp_path: Path) 
     assert "no requirement matches STREEM-*" in output
 
 
+@pytest.mark.slow
 def test_workers_results_are_merged(json_target: str, tmp_path: Path) -> None:
     args = ("--target", json_target, "--requirement", "ERR-*", "--seed", "1", "--profile", "quick")
     serial, _ = run_suite(*args, "--report-dir", str(tmp_path / "serial"))
@@ -131,6 +139,7 @@ def test_workers_results_are_merged(json_target: str, tmp_path: Path) -> None:
     assert len(summary(tmp_path / "serial")) > 20
 
 
+@pytest.mark.slow
 def test_no_target_and_no_reference_is_one_clear_line(tmp_path: Path) -> None:
     code = (
         "import sys, conformance.plugin as p; "
@@ -152,6 +161,7 @@ def test_no_target_and_no_reference_is_one_clear_line(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_the_command_runs_isolated_from_the_working_directory(
     json_target: str, tmp_path: Path
 ) -> None:
@@ -198,12 +208,56 @@ def test_a_target_that_stops_answering_is_not_asked_forever() -> None:
         try:
             started = time.monotonic()
             exchanges = [
-                run.send(RequestSpec("GET", "/v1/models")) for _ in range(BREAKER_THRESHOLD + 20)
+                run.send(RequestSpec("GET", "/v1/models")) for _ in range(UNRESPONSIVE_AFTER + 20)
             ]
             elapsed = time.monotonic() - started
         finally:
             run.close()
     assert all(e.failure is not None for e in exchanges)
-    assert run.down_reason is not None and "in a row" in run.down_reason
-    assert elapsed < BREAKER_THRESHOLD * 0.3 + 3
+    outage = run.liveness.outage
+    assert outage is not None and f"{UNRESPONSIVE_AFTER} requests in a row failed" in outage.cause
+    assert elapsed < UNRESPONSIVE_AFTER * 0.3 + 3
     assert "not sent" in (exchanges[-1].failure.message if exchanges[-1].failure else "")
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (
+            "import os, signal, resource; resource.setrlimit(resource.RLIMIT_CORE, (0, 0)); "
+            "os.kill(os.getpid(), signal.SIGILL)",
+            "was killed by SIGILL (illegal instruction)",
+        ),
+        ("import sys; sys.exit(3)", "exited with status 3"),
+        ("import time; time.sleep(30)", "is still running"),
+    ],
+)
+def test_the_reference_servers_end_is_described(code: str, expected: str, tmp_path: Path) -> None:
+    server = ReferenceServer(tmp_path / "reference-server.log", None)
+    assert server.exit_description() is None and server.log_tail() == ()
+    server.process = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        assert server.exit_description(wait=10.0 if "running" not in expected else 0.1) == expected
+    finally:
+        server.process.kill()
+        server.process.wait()
+
+
+def test_the_reference_servers_log_tail(tmp_path: Path) -> None:
+    server = ReferenceServer(tmp_path / "reference-server.log", None)
+    server.log_path.write_text("".join(f"line {n}\n" for n in range(100)) + "\n")
+    assert server.log_tail() == tuple(f"line {n}" for n in range(80, 100))
+
+
+def test_a_request_can_go_out_without_the_runs_key_yet_bounded_like_the_others() -> None:
+    with recording_server() as (target, received):
+        settings = dataclasses.replace(_settings(target, 2.0), api_key=SECRET)
+        run = Run(settings, target)
+        try:
+            keyed = run.send(RequestSpec("GET", "/v1/models"))
+            bare = run.send(RequestSpec("GET", "/v1/models"), credentials=False)
+        finally:
+            run.close()
+    assert keyed.status == bare.status == 204
+    assert [SECRET in str(request.headers) for request in received] == [True, False]
+    assert run.liveness.answered == 2

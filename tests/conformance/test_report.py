@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conformance.outage import TargetDown
 from conformance.report import (
     read_json,
     render_from_json,
@@ -410,6 +411,41 @@ def test_markdown_summary() -> None:
     assert "\\<script\\>" in text
     assert "Full report: `reports/report.html`" in text
     assert "<script>" not in text and SECRET not in text
+
+
+def _went_down(record: RunRecord) -> RunRecord:
+    record.target_down = TargetDown(
+        since="2026-11-25T18:00:30.000Z",
+        cause="3 requests in a row could not connect",
+        first_failure="could not connect: [Errno 111] Connection refused",
+        last_answered=f"curl -sS {BASE}/v1/models -H 'X: ```<b>'",
+        last_answered_at="2026-11-25T18:00:29.900Z",
+        first_failed=f"curl -sS -X POST {BASE}/v1/completions",
+        requests_answered=49,
+        checks_not_run=42,
+        server_exit="was killed by SIGILL (illegal instruction)",
+        server_log_tail=("loading model", "<script>alert(1)</script>", "\x1b[31mIllegal"),
+    )
+    return record
+
+
+def test_every_report_says_once_that_the_target_went_down() -> None:
+    record = _went_down(sample_record())
+    markdown = render_markdown(record)
+    html = render_html(record)
+    for text in (markdown, html, render_junit(record), record.to_json()):
+        assert text.count("The target stopped answering at 2026-11-25T18:00:30.000Z") == 1
+        assert "42 checks could not run" in text and "killed by SIGILL" in text
+    # The details: the last request answered, the first that was not, the server's log.
+    assert "\n````sh\ncurl -sS http://127.0.0.1:8000/v1/models -H 'X: ```<b>'\n````\n" in markdown
+    assert "curl -sS -X POST http://127.0.0.1:8000/v1/completions" in markdown
+    assert "\\x1b[31mIllegal" in markdown and "\x1b" not in markdown
+    assert '<div class="down" id="target-down">' in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>" not in html
+    assert "\x1b" not in html
+    assert "curl -sS -X POST http://127.0.0.1:8000/v1/completions" in html
+    assert "stopped answering" not in render_markdown(sample_record())
+    assert 'id="target-down"' not in render_html(sample_record())
 
 
 def test_write_reports_writes_all_four_and_json_is_canonical(tmp_path: Path) -> None:

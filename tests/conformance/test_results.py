@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conformance.outage import TargetDown
 from conformance.results import (
     REDACTED,
     CaseResult,
@@ -403,7 +404,23 @@ def _records(draw: st.DrawFn) -> RunRecord:
         options=draw(st.dictionaries(_text, st.integers() | _text | st.booleans(), max_size=4)),
         requirements=requirements,
         cases=cases,
+        target_down=draw(st.none() | _target_downs),
     )
+
+
+_target_downs = st.builds(
+    TargetDown,
+    since=st.just(utc_now()),
+    cause=_text,
+    first_failure=_text,
+    last_answered=st.none() | _text,
+    last_answered_at=st.none() | st.just(utc_now()),
+    first_failed=st.none() | _text,
+    requests_answered=st.integers(0, 10**6),
+    checks_not_run=st.integers(0, 10**6),
+    server_exit=st.none() | _text,
+    server_log_tail=st.lists(_text, max_size=3).map(tuple),
+)
 
 
 @settings(max_examples=150)
@@ -414,3 +431,30 @@ def test_records_round_trip_exactly_through_json(record: RunRecord) -> None:
     assert again == record
     assert again.to_json() == text
     assert again.exit_status() == record.exit_status()
+
+
+def test_a_target_that_went_down_is_named_once_in_the_verdict() -> None:
+    down = TargetDown(
+        since="2026-01-01T00:00:00.500Z",
+        cause="3 requests in a row could not connect",
+        first_failure="could not connect: [Errno 111] Connection refused",
+        last_answered="curl -sS http://127.0.0.1:8000/v1/models",
+        requests_answered=49,
+        checks_not_run=42,
+        server_exit="was killed by SIGILL (illegal instruction)",
+    )
+    record = _record([MUST_A, MUST_B], [_case("MUST-A", E), _case("MUST-B", P)])
+    record.target_down = down
+    reason = record.verdict().reason
+    assert reason.startswith("1 MUST requirement could not be checked (MUST-A). ")
+    assert reason.count("stopped answering") == 1
+    assert (
+        "The target stopped answering at 2026-01-01T00:00:00.500Z, after answering 49 requests: "
+        "3 requests in a row could not connect (the first: could not connect: [Errno 111] "
+        "Connection refused); 42 checks could not run because of it. The reference server was "
+        "killed by SIGILL (illegal instruction)." in reason
+    )
+    document = record.to_dict()
+    assert document["target_down"]["checks_not_run"] == 42
+    assert RunRecord.from_dict(document).target_down == down
+    assert _record([MUST_A], [_case("MUST-A", P)]).to_dict()["target_down"] is None

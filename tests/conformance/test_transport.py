@@ -12,6 +12,7 @@ from conformance.transport import (
     RequestSpec,
     ResponseNotJSONError,
     Transport,
+    TransportFailure,
     probe,
 )
 from tests.conformance.hostile import hostile_server, read_request, recording_server
@@ -197,6 +198,53 @@ def test_stream_yields_timestamped_chunks_and_stops_when_the_reader_does() -> No
         assert body.exchange.body == b"".join(chunk.data for chunk in chunks)
         # The transport is still usable afterwards.
         assert transport.send(MODELS, timeout=0.3).status == 200
+
+
+def test_a_silent_body_is_cut_off_by_the_idle_bound_as_stalled() -> None:
+    with (
+        hostile_server("headers-then-stall") as base_url,
+        Transport(base_url, timeout=30.0) as transport,
+    ):
+        result, elapsed = _timed(lambda: transport.stream_events(STREAM, idle_timeout=0.3))
+    assert 0.25 <= elapsed < 0.3 + SLACK
+    assert result.ended_by == "stalled"
+    assert result.exchange.status == 200
+    assert result.exchange.failure == TransportFailure("timeout", "nothing arrived for 0.3 s")
+
+
+def test_the_idle_bound_leaves_a_stream_that_keeps_sending_to_the_deadline() -> None:
+    with (
+        hostile_server("sse-forever") as base_url,
+        Transport(base_url, timeout=TIMEOUT) as transport,
+    ):
+        result, elapsed = _timed(lambda: transport.stream_events(STREAM, idle_timeout=0.5))
+    assert TIMEOUT * 0.9 <= elapsed < TIMEOUT + SLACK
+    assert result.ended_by == "deadline"
+    assert 0 < result.exchange.longest_silence < 0.5
+
+
+def test_a_good_stream_ends_well_under_the_idle_bound() -> None:
+    with hostile_server("sse") as base_url, Transport(base_url, timeout=TIMEOUT) as transport:
+        result = transport.stream_events(STREAM, idle_timeout=0.5)
+    assert result.ended_by == "eof" and result.exchange.failure is None
+    assert [event.data for event in result.events][-1] == "[DONE]"
+    assert result.exchange.head_elapsed is not None
+    assert 0 <= result.exchange.head_elapsed <= result.exchange.elapsed
+
+
+def test_a_missing_head_is_cut_off_by_the_head_bound() -> None:
+    with hostile_server("silent") as base_url, Transport(base_url, timeout=30.0) as transport:
+        exchange, elapsed = _timed(lambda: transport.send(MODELS, head_timeout=0.3))
+    assert 0.25 <= elapsed < 0.3 + SLACK
+    assert exchange.status is None and exchange.head_elapsed is None
+    assert exchange.failure == TransportFailure("timeout", "no response head within 0.3 s")
+
+
+def test_the_overall_deadline_still_wins_over_looser_bounds() -> None:
+    with hostile_server("silent") as base_url, Transport(base_url, timeout=0.3) as transport:
+        exchange, elapsed = _timed(lambda: transport.send(MODELS, head_timeout=5, idle_timeout=5))
+    assert elapsed < 0.3 + SLACK
+    assert exchange.failure == TransportFailure("timeout", "no complete response within 0.3 s")
 
 
 def test_per_call_timeout_overrides_the_default() -> None:

@@ -141,7 +141,7 @@ def start_server(
     *,
     config_toml: str | None = None,
     env: Mapping[str, str] | None = None,
-    ready_timeout: float = 30.0,
+    ready_timeout: float = 120.0,
 ) -> Iterator[ServerProcess]:
     """Start `mimic-reference --port <free>` and wait until /health says ok; stop it after."""
     port = _free_port()

@@ -26,7 +26,8 @@ def test_default_serves_the_six_names_on_one_default_model() -> None:
     assert config.server.max_waiting == 8
     assert not config.auth_enabled
     keys = {model.engine_key() for model in config.models.values()}
-    assert keys == {(str(default_model_path()), 2048, None, None)}
+    assert keys == {(str(default_model_path()), 2048, None, None, False)}
+    assert not config.models["mythomax"].extra_buffer_types
 
 
 def test_a_dataclass_default_equals_the_packaged_default() -> None:
@@ -47,6 +48,7 @@ def test_file_layers_over_the_defaults(tmp_path: Path) -> None:
         context_size = 4096
         threads = 2
         chat_format = "chatml"
+        extra_buffer_types = true
 
         [models.extra]
         """,
@@ -60,6 +62,7 @@ def test_file_layers_over_the_defaults(tmp_path: Path) -> None:
     mythomax = config.models["mythomax"]
     assert mythomax.path == tmp_path / "models" / "big.gguf"  # relative to the file
     assert (mythomax.context_size, mythomax.threads, mythomax.chat_format) == (4096, 2, "chatml")
+    assert mythomax.extra_buffer_types
     assert config.models["extra"] == ModelConfig(name="extra")
 
 
@@ -114,6 +117,7 @@ def test_command_line_values_win() -> None:
         ("[models.asha]\ncontext = 1\n", "unknown key(s) context"),
         ("[models.asha]\ncontext_size = 4\n", "context_size: must be >= 16"),
         ("[models.asha]\nthreads = 0\n", "threads: must be >= 1"),
+        ("[models.asha]\nextra_buffer_types = 1\n", "extra_buffer_types: must be true or false"),
         ("[[keys]]\nmodels = ['*']\n", "exactly one of key or key_env"),
         ("[[keys]]\nkey_env = 'UNSET_VARIABLE_FOR_TEST'\n", "is not set"),
         ("[[keys]]\nkey = 'k'\nmodels = ['gpt-9']\n", "names no configured model: gpt-9"),
