@@ -133,7 +133,6 @@ class Settings:
 
 _SCHEMAS = "#/components/schemas/"
 _SUFFIX = "__capped_request"
-_NUMBER_KEYS = ("type",)
 
 
 def capped_document(

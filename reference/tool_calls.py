@@ -1,10 +1,10 @@
 """Tool calls: which tools a chat request offers, how the output is constrained, and how it is read.
 
-`read_tools` turns `tools`/`tool_choice` (or the older `functions`/`function_call`) into a
-`ToolPlan`, refusing with a 400 what cannot be served. `ToolPlan.json_schema` is the grammar that
-makes a forced or required call always well-formed, even from a tiny model. `ToolPlan.shaper`
-builds, per choice, the object that turns generated text into the message deltas an OpenAI client
-expects, as the text arrives (for streams) and at the end (for both shapes).
+A `ToolPlan` (read from the request by `reference.planning.read_tools`) says which functions the
+model may call and how. `ToolPlan.json_schema` is the grammar that makes a forced or required call
+always well-formed, even from a tiny model. `ToolPlan.shaper` builds, per choice, the object that
+turns generated text into the message deltas an OpenAI client expects, as the text arrives (for
+streams) and at the end (for both shapes).
 
 Why not a library: llama-cpp-python's own function calling (`chatml-function-calling`) renders
 its own prompt, generates in several passes and cannot stream arguments; OpenAI's SDK only
@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from reference.engine import TokenLogprob
-from reference.errors import bad_request
 
 __all__ = [
     "Emit",
@@ -30,13 +29,11 @@ __all__ = [
     "TextShaper",
     "ToolPlan",
     "merge_deltas",
-    "read_tools",
 ]
 
 Mode = Literal["none", "auto", "required", "forced"]
 
 _OPEN = "<tool_call>"
-_CLOSE = "</tool_call>"
 #: The start of a required call: `{"name": "<name>", "arguments": `, with the grammar's optional
 #: single spaces. Function names are `[a-zA-Z0-9_-]`, so no escapes can occur in them.
 _CALL_HEAD = re.compile(r'\{ ?"name" ?: ?"([a-zA-Z0-9_-]*)" ?, ?"arguments" ?: ?')
@@ -112,47 +109,6 @@ class ToolPlan:
         if self.mode == "auto" and self.functions:
             return _AutoShaper(frozenset(f["name"] for f in self.functions), self.legacy)
         return TextShaper()
-
-
-def _field(name: str) -> str:
-    return f"'{name}'"
-
-
-def read_tools(body: Mapping[str, Any]) -> ToolPlan:
-    """The request's `ToolPlan`; a 400 naming the field for a choice that cannot be served.
-
-    `tools` wins over the deprecated `functions` when both are given, and `tool_choice` over
-    `function_call`. Without a choice, tools mean `auto`.
-    """
-    tools = body.get("tools")
-    legacy = not tools and bool(body.get("functions"))
-    if legacy:
-        functions = tuple(body["functions"])
-    else:
-        functions = tuple(tool["function"] for tool in tools or ())
-    choice_field, choice = "tool_choice", body.get("tool_choice")
-    if choice is None:
-        choice_field, choice = "function_call", body.get("function_call")
-    if choice is None:
-        choice = "auto"
-    if choice == "none":
-        return ToolPlan(mode="none", functions=functions, legacy=legacy)
-    if choice == "auto":
-        return ToolPlan(mode="auto", functions=functions, legacy=legacy)
-    if not functions:
-        raise bad_request(
-            f"{_field(choice_field)} {json.dumps(choice)} needs {_field('tools')} "
-            "(or 'functions') to choose from"
-        )
-    if choice == "required":
-        return ToolPlan(mode="required", functions=functions, legacy=legacy)
-    name = choice["function"]["name"] if "function" in choice else choice["name"]
-    if name not in {function["name"] for function in functions}:
-        raise bad_request(
-            f"{_field(choice_field)} names function {name!r}, which is not among the "
-            f"{_field('tools' if not legacy else 'functions')} of the request"
-        )
-    return ToolPlan(mode="forced", functions=functions, forced=name, legacy=legacy)
 
 
 # ---------------------------------------------------------------- shaping the output

@@ -42,8 +42,6 @@ POSITIVE_REQUIREMENTS: tuple[str, ...] = tuple(CHECK_REQUIREMENTS[name] for name
 NEGATIVE_REQUIREMENTS: tuple[str, ...] = tuple(CHECK_REQUIREMENTS[name] for name in NEGATIVE_CHECKS)
 
 _REQUEST_KWARGS = ("method", "url", "headers", "params", "cookies", "json", "data", "files")
-# A case's phases, in the order a person reading the evidence cares about.
-_PHASES = ("examples", "coverage", "fuzzing")
 
 
 def build_schema(run: Run, mode: str) -> Any:

@@ -2,7 +2,7 @@
 
 Each is thin: the router has already authenticated the request and validated it against the
 contract (`req.context.body`, `req.context.grant`); a resource picks the model and hands over to
-`reference.generation` or answers from the model pool.
+`reference.planning` and `reference.generation`, or answers from the model pool.
 """
 
 from reference.resources.chat import ChatResource

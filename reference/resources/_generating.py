@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 import falcon.asgi
 
 from reference.engine import Engine
-from reference.generation import Plan, serve
+from reference.generation import serve
+from reference.planning import Plan
 from reference.pool import ModelPool
 
 __all__ = ["GeneratingResource", "Planner"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reference.generation import plan_chat
+from reference.planning import plan_chat
 from reference.resources._generating import GeneratingResource
 
 __all__ = ["ChatResource"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reference.generation import plan_completion
+from reference.planning import plan_completion
 from reference.resources._generating import GeneratingResource
 
 __all__ = ["CompletionsResource"]

@@ -5,13 +5,12 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from llama_cpp import Llama
 
 from reference.engine import (
     ContextOverflow,
@@ -19,12 +18,13 @@ from reference.engine import (
     Finish,
     InvalidGrammar,
     InvalidRequest,
-    LlamaEngine,
     Piece,
     SamplingParams,
-    load_engine,
 )
 from reference.engine._stops import StopMatcher
+
+if TYPE_CHECKING:
+    from reference.engine import LlamaEngine
 
 # --- SamplingParams: arguments are checked up front --------------------------------------------
 
@@ -313,6 +313,8 @@ def test_an_overlong_prompt_is_refused_before_generation(engine: LlamaEngine) ->
 
 @pytest.fixture(scope="module")
 def small_engine(model_path: Path) -> Iterator[LlamaEngine]:
+    from reference.engine import load_engine
+
     loaded = load_engine(model_path, context_size=256, threads=2, name="small")
     yield loaded
     loaded.close()
@@ -322,6 +324,8 @@ def small_engine(model_path: Path) -> Iterator[LlamaEngine]:
 def test_llama_cpp_rounds_the_context_up_and_the_engine_reports_the_real_one(
     model_path: Path,
 ) -> None:
+    from reference.engine import load_engine
+
     loaded = load_engine(model_path, context_size=100, threads=2)
     try:
         assert loaded.context_size == 256
@@ -446,6 +450,8 @@ def test_logprobs_match_llama_cpp_python_with_logits_all(
 ) -> None:
     # llama-cpp-python only reports logprobs with logits_all=True, which keeps the logits of
     # every position; the engine reads the last position's alone. Both must agree.
+    from llama_cpp import Llama
+
     ours = [
         item.logprobs[0]
         for item in generate(engine, chat_prompt, max_tokens=4, temperature=0, top_logprobs=3)

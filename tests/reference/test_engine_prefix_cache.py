@@ -11,22 +11,16 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from reference.engine import Finish, LlamaEngine, Piece, SamplingParams, load_engine
-from reference.engine._llama import (
-    _HEADER_SPAN,
-    _SHORTEST_TAIL,
-    PROMPT_CHUNK,
-    _chunk_plan,
-    _shared_chunks,
-    _turn_boundaries,
-)
+from reference.engine import Finish, Piece, SamplingParams
+from reference.engine._prefix import PROMPT_CHUNK, shared_chunks
 from tests.reference.conftest import TEST_CONTEXT_SIZE
+
+if TYPE_CHECKING:
+    from reference.engine import LlamaEngine
 
 pytestmark = pytest.mark.model
 
@@ -99,6 +93,8 @@ def chats(engine: LlamaEngine) -> list[list[int]]:
 @pytest.fixture(scope="module")
 def fresh_results(model_path: Path, chats: list[list[int]]) -> dict[tuple[int, int], list[Any]]:
     """Each (prompt, request)'s items from an engine loaded for it alone: nothing to reuse."""
+    from reference.engine import load_engine
+
     results = {}
     for p, prompt in enumerate(chats):
         for r, params in enumerate(REQUESTS):
@@ -113,7 +109,7 @@ def fresh_results(model_path: Path, chats: list[list[int]]) -> dict[tuple[int, i
 def test_the_prompts_share_a_chunk(engine: LlamaEngine, chats: list[list[int]]) -> None:
     first, second, _, follow_up = chats
     plans = [engine._plan(prompt) for prompt in (first, second)]
-    shared = _shared_chunks(plans[0], first, plans[1], second)
+    shared = shared_chunks(plans[0], first, plans[1], second)
     # The system turn and the user's header are reused: the question is evaluated from its
     # first word (the two questions share three words, which sit in the last chunk).
     reused = plans[1][shared - 1][1]
@@ -184,80 +180,6 @@ def test_a_prompt_without_turns_is_cut_every_chunk_and_its_short_tail_joined(
     assert evals == [(0, PROMPT_CHUNK), (PROMPT_CHUNK, PROMPT_CHUNK + 1)]
 
 
-# Token alphabets for the plan's properties: 0 ends a turn, 3 opens one (a control token),
-# 2 breaks a line, 1 is anything else.
-END_OF_TURN, OPENS_TURN, BREAKS_LINE = frozenset({0}), frozenset({3}), frozenset({2})
-tokens = st.lists(st.integers(min_value=0, max_value=3), max_size=30)
-
-
-def plan_of(prompt: list[int], chunk: int) -> list[tuple[int, int]]:
-    turns = _turn_boundaries(prompt, END_OF_TURN, OPENS_TURN, BREAKS_LINE)
-    return _chunk_plan(prompt, chunk, turns)
-
-
-@given(prompt=tokens, chunk=st.integers(2, 8))
-def test_a_plan_covers_the_prompt_in_order_with_no_short_tail(
-    prompt: list[int], chunk: int
-) -> None:
-    plan = plan_of(prompt, chunk)
-    assert plan[0][0] == 0 and plan[-1][1] == len(prompt)
-    assert [begin for begin, _ in plan[1:]] == [end for _, end in plan[:-1]]
-    assert all(end > begin for begin, end in plan) or prompt == []
-    assert len(plan) == 1 or plan[-1][1] - plan[-1][0] >= _SHORTEST_TAIL
-
-
-@given(prompt=tokens, suffix=tokens)
-def test_turn_boundaries_depend_only_on_the_tokens_before_them(
-    prompt: list[int], suffix: list[int]
-) -> None:
-    """A prompt's boundaries stay where they are when more tokens follow (past a header span)."""
-    turns = _turn_boundaries(prompt, END_OF_TURN, OPENS_TURN, BREAKS_LINE)
-    longer = _turn_boundaries([*prompt, *suffix], END_OF_TURN, OPENS_TURN, BREAKS_LINE)
-    settled = len(prompt) - _HEADER_SPAN - 1
-    assert [t for t in turns if t < settled] == [t for t in longer if t < settled]
-
-
-def shares(a: list[int], b: list[int], plan_a: list[Any], plan_b: list[Any], n: int) -> bool:
-    """Whether the first ``n`` chunks of both plans are the same chunks over the same tokens."""
-    end = plan_b[n - 1][1] if n else 0
-    return plan_a[:n] == plan_b[:n] and a[:end] == b[:end]
-
-
-@given(cached=tokens, prompt=tokens.filter(bool), chunk=st.integers(2, 8), done=st.integers(0, 30))
-def test_the_shared_chunks_are_the_longest_run_of_equal_leading_chunks(
-    cached: list[int], prompt: list[int], chunk: int, done: int
-) -> None:
-    cached_plan = plan_of(cached, chunk)[:done]  # a cancel may stop it early
-    plan = plan_of(prompt, chunk)
-    shared = _shared_chunks(cached_plan, cached, plan, prompt)
-    assert 0 <= shared < len(plan), "the last chunk is evaluated, for its logits"
-    assert shares(cached, prompt, cached_plan, plan, shared)
-    if shared + 1 < len(plan):
-        assert not shares(cached, prompt, cached_plan, plan, shared + 1)
-
-
-def test_turns_begin_after_their_header_or_else_after_a_turn_ends() -> None:
-    # ChatML's shape: <open> role <newline> content... <end> <newline> <open> role <newline> ...
-    chat = [3, 1, 2, 1, 1, 1, 0, 2, 3, 1, 2, 1, 1, 0, 2, 3, 1, 2]
-    assert _turn_boundaries(chat, END_OF_TURN, OPENS_TURN, BREAKS_LINE) == [3, 11]
-    # No header follows the end of a turn: the next turn begins right after it.
-    assert _turn_boundaries([1, 1, 0, 1, 1, 0, 1], END_OF_TURN, OPENS_TURN, BREAKS_LINE) == [
-        3,
-        6,
-    ]
-    # An opening token with no line break within the header span starts no turn.
-    far = [3, *[1] * _HEADER_SPAN, 2, 1]
-    assert _turn_boundaries(far, END_OF_TURN, OPENS_TURN, BREAKS_LINE) == []
-
-
-def test_turn_starts_and_chunk_sizes_from_the_turn_start_cut_the_plan() -> None:
-    assert _chunk_plan([1] * 15, 8, [3]) == [(0, 3), (3, 11), (11, 15)]
-    assert _chunk_plan([1] * 25, 8, [3]) == [(0, 3), (3, 11), (11, 19), (19, 25)]
-    assert _chunk_plan([1] * 17, 8, []) == [(0, 8), (8, 17)]  # a tail of one joins
-    assert _chunk_plan([1], 4, []) == [(0, 1)]
-    assert _chunk_plan([], 4, []) == [(0, 0)]
-
-
 # --- Cancelling a long prompt's evaluation ---------------------------------------------------
 
 
@@ -289,6 +211,8 @@ def long_prompt(engine: LlamaEngine) -> list[int]:
 
 @pytest.fixture(scope="module")
 def long_prompt_fresh(model_path: Path, long_prompt: list[int]) -> list[Any]:
+    from reference.engine import load_engine
+
     engine = load_engine(model_path, context_size=TEST_CONTEXT_SIZE, threads=2)
     try:
         return run(engine, long_prompt, REQUESTS[0])

@@ -11,22 +11,17 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
-from llama_cpp import Llama
 
-from reference.engine import (
-    Finish,
-    LlamaEngine,
-    Piece,
-    PromptLogprobs,
-    SamplingParams,
-    load_engine,
-)
-from reference.engine._llama import PROMPT_CHUNK
+from reference.engine import Finish, Piece, PromptLogprobs, SamplingParams
+from reference.engine._prefix import PROMPT_CHUNK
 from tests.reference.conftest import TEST_CONTEXT_SIZE
+
+if TYPE_CHECKING:
+    from reference.engine import LlamaEngine
 
 pytestmark = pytest.mark.model
 
@@ -61,6 +56,8 @@ def run(engine: LlamaEngine, prompt: Sequence[int], params: SamplingParams) -> l
 @pytest.fixture(scope="module")
 def fresh(model_path: Path) -> Iterator[LlamaEngine]:
     """A second engine, for results computed with nothing run before them."""
+    from reference.engine import load_engine
+
     loaded = load_engine(model_path, context_size=TEST_CONTEXT_SIZE, threads=2)
     yield loaded
     loaded.close()
@@ -105,6 +102,8 @@ def test_logprobs_match_llama_cpp_python_with_logits_all(
     assert ours is not None
     # llama-cpp-python's own echo logprobs (create_completion) pair each token with the
     # distribution that follows it, one position late; its logits_all scores are read directly.
+    from llama_cpp import Llama
+
     reference = Llama(str(model_path), n_ctx=128, n_threads=2, logits_all=True, verbose=False)
     try:
         reference.eval(prompt)

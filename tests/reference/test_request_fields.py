@@ -12,15 +12,18 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import openai
 import pytest
 
-from reference.engine import Engine, LlamaEngine, Piece, SamplingParams, load_engine
+from reference.engine import Engine, Piece, SamplingParams
 from tests.reference._http import CONTRACT, assert_conforms
 from tests.reference._server import ServerProcess
+
+if TYPE_CHECKING:
+    from reference.engine import LlamaEngine
 
 pytestmark = pytest.mark.model
 
@@ -343,6 +346,8 @@ LEGACY_FIELDS = ("tokens", "token_logprobs", "top_logprobs", "text_offset")
 @pytest.fixture(scope="module")
 def fresh_engine(model_path: Path) -> Iterator[LlamaEngine]:
     """An engine loaded as the server loads its model, with nothing run on it."""
+    from reference.engine import load_engine
+
     loaded = load_engine(model_path)
     yield loaded
     loaded.close()

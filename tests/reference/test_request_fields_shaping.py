@@ -11,7 +11,8 @@ import pytest
 from reference.chat_prompt import render_chat_prompt
 from reference.engine import Engine
 from reference.errors import APIError
-from reference.tool_calls import Emit, Shaper, ToolPlan, merge_deltas, read_tools
+from reference.planning import read_tools
+from reference.tool_calls import Emit, Shaper, ToolPlan, merge_deltas
 
 WEATHER = {
     "name": "get_weather",

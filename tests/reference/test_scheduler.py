@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -14,11 +14,13 @@ from reference.engine import (
     ContextOverflow,
     Engine,
     Finish,
-    LlamaEngine,
     Piece,
     SamplingParams,
 )
 from reference.scheduler import ModelRunner, QueueFull, RunnerClosed
+
+if TYPE_CHECKING:
+    from reference.engine import LlamaEngine
 
 
 class ScriptedEngine:
