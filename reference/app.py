@@ -16,7 +16,7 @@ from typing import Any
 import falcon.asgi
 
 import spec
-from reference import errors
+from reference import errors, json_media
 from reference.auth import KeyRing
 from reference.config import Config
 from reference.pool import ModelPool
@@ -111,6 +111,7 @@ def create_app(
     keyring = KeyRing(config.keys)
     app = falcon.asgi.App(middleware=[AccessLog(), pool])
     errors.install(app)
+    json_media.install(app)
     timeout = config.server.request_timeout
     router = ContractRouter(
         contract,

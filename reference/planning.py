@@ -18,6 +18,7 @@ from typing import Any
 from reference.chat_prompt import render_chat_prompt
 from reference.engine import ContextOverflow, Engine, InvalidGrammar, InvalidRequest, SamplingParams
 from reference.errors import bad_request
+from reference.schema_limits import SchemaTooLarge, check_schema
 from reference.shaping import Kind
 from reference.tool_calls import Shaper, TextShaper, ToolPlan
 
@@ -213,6 +214,31 @@ def _chat_grammar(body: Mapping[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def _check_schema_limits(body: Mapping[str, Any], tools: ToolPlan) -> None:
+    """A 400 naming the field for a schema that would become a grammar beyond the limits.
+
+    Checked before the prompt is rendered or the schema converted: see `reference.schema_limits`.
+    Only the schemas that constrain this request are checked: a forced call's parameters, every
+    tool's under `required`, else `response_format`'s.
+    """
+    schemas: list[tuple[str, Any]] = []
+    if tools.json_schema is not None:
+        for index, function in enumerate(tools.functions):
+            if tools.mode == "forced" and function["name"] != tools.forced:
+                continue
+            name = f"functions[{index}]" if tools.legacy else f"tools[{index}].function"
+            schemas.append((f"{name}.parameters", function.get("parameters")))
+    else:
+        schemas.append(("response_format", _chat_grammar(body).get("json_schema")))
+    for name, schema in schemas:
+        if schema is None:
+            continue
+        try:
+            check_schema(schema)
+        except SchemaTooLarge as error:
+            raise bad_request(f"{_field(name)}: {error}") from None
+
+
 def read_tools(body: Mapping[str, Any]) -> ToolPlan:
     """The request's `ToolPlan`; a 400 naming the field for a choice that cannot be served.
 
@@ -266,6 +292,7 @@ async def plan_chat(body: Mapping[str, Any], *, model: str, engine: Engine) -> P
     if n > MAX_CHOICES:
         raise bad_request(f"{_field('n')} may be at most {MAX_CHOICES}")
     tools = read_tools(body)
+    _check_schema_limits(body, tools)
     # A forced or required call is the whole output: its grammar wins over `response_format`.
     call_schema = tools.json_schema
     grammar = {"json_schema": call_schema} if call_schema is not None else _chat_grammar(body)

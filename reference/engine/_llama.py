@@ -46,6 +46,7 @@ from reference.engine._base import (
 )
 from reference.engine._prefix import PROMPT_CHUNK, chunk_plan, shared_chunks, turn_boundaries
 from reference.engine._stops import StopMatcher
+from reference.schema_limits import check_grammar, check_schema
 
 __all__ = ["CHAT_FORMATS", "LlamaEngine", "load_engine"]
 
@@ -391,7 +392,10 @@ class LlamaEngine:
             )
 
     def _grammar(self, params: SamplingParams) -> LlamaGrammar | None:
+        # Bounded before any work: a big enough schema or grammar costs seconds to convert, or
+        # overflows the C stack of llama.cpp's recursive parser (see reference.schema_limits).
         if params.json_schema is not None:
+            check_schema(params.json_schema)
             try:
                 gbnf = json_schema_to_gbnf(json.dumps(params.json_schema))
             except Exception as error:  # the converter raises anything from KeyError up
@@ -402,6 +406,7 @@ class LlamaEngine:
             gbnf = params.grammar
         else:
             return None
+        check_grammar(gbnf)
         # llama-cpp-python's LlamaGrammar does not parse; llama.cpp does, and hands a NULL
         # sampler to a chain that would crash on it. So parse once here, where it can fail.
         with _LOG_ROUTER.capture() as messages, _parser_errors(gbnf) as errors:
