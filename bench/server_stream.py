@@ -30,18 +30,20 @@ import contextlib
 import itertools
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from conformance.server_process import LOCALHOST, free_port, running
 
 # Every contender computes with the OpenMP spin count the reference engine sets for itself (see
 # reference/engine/__init__.py), so that the figures compare servers, not libgomp settings: on a
@@ -93,12 +95,6 @@ class Contender:
     rounds: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -106,25 +102,15 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-@contextlib.contextmanager
-def server(argv: list[str], port: int, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+def server(
+    argv: list[str], port: int, env: dict[str, str]
+) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    """Run ``argv`` (a server on ``port``) until /v1/models answers; stop it on leaving."""
     log = Path(tempfile.mkdtemp()) / "server.log"
-    with log.open("wb") as output:
-        proc = subprocess.Popen(argv, env=env, stdout=output, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            raise RuntimeError(f"{argv[:3]} did not start: see {log}")
-        yield proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    base_url = f"http://{LOCALHOST}:{port}"
+    return running(
+        argv, base_url, log_path=log, env=env, timeout=120, paths=("/v1/models",), grace=30
+    )
 
 
 def bench_config(model: Path, args: argparse.Namespace, extra: list[str]) -> Path:

@@ -3,6 +3,8 @@
 This package's foundations, on which the checks and the pytest plugin are built:
 
 - :mod:`conformance.sse`: a strict server-sent-events parser that reports every deviation;
+- :mod:`conformance.exchange`: the values of one HTTP exchange (request, answer, failure,
+  streamed events);
 - :mod:`conformance.transport`: a bounded HTTP client (one deadline per request, body caps),
   so that a hostile target cannot hang the suite;
 - :mod:`conformance.curl`: curl commands that reproduce a request, secrets left out;
@@ -16,6 +18,14 @@ from __future__ import annotations
 from importlib import metadata
 
 from conformance.curl import SECRET_ENV_VAR, to_curl
+from conformance.exchange import (
+    BodyChunk,
+    Exchange,
+    RequestSpec,
+    ResponseNotJSONError,
+    StreamResult,
+    TransportFailure,
+)
 from conformance.report import ReportPaths, render_from_json, write_reports
 from conformance.results import (
     CaseResult,
@@ -32,18 +42,7 @@ from conformance.results import (
     utc_now,
 )
 from conformance.sse import Deviation, DeviationKind, Event, SSEParser
-from conformance.transport import (
-    BodyChunk,
-    BodyStream,
-    Exchange,
-    ProbeResult,
-    RequestSpec,
-    ResponseNotJSONError,
-    StreamResult,
-    Transport,
-    TransportFailure,
-    probe,
-)
+from conformance.transport import BodyStream, ProbeResult, Transport, probe
 
 try:
     __version__ = metadata.version("mimic-conformance")

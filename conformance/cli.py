@@ -11,23 +11,58 @@ from __future__ import annotations
 
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 
 import pytest
 
-__all__ = ["main", "pytest_args"]
+from conformance._options import OPTIONS
 
-USAGE = """usage: mimic-conformance [--target URL] [--api-key KEY] [--seed N] [--max-examples N]
-                         [--timeout S] [--report-dir DIR] [--requirement ID]...
-                         [--skip-requirement ID]... [--gate-should] [--profile quick|full|thorough]
-                         [--spec PATH] [pytest options, e.g. -n 2 -q]
+__all__ = ["USAGE", "main", "pytest_args", "usage_text"]
 
-Judge a server against the Mimic API contract and write reports/ (results.json, report.html,
-junit.xml, summary.md). Without --target, the reference server is started on a free port.
-Every option also reads an environment variable: MIMIC_TARGET, MIMIC_API_KEY, MIMIC_SEED, ...
-Exit status 0 if and only if no MUST requirement failed or errored.
-Run `mimic-conformance --help-pytest` for every pytest option.
-"""
+_WIDTH = 100
+_HELP_COLUMN = 22
+
+
+def usage_text(options: Sequence[tuple[str, str, str]] = OPTIONS) -> str:
+    """The ``--help`` text: what the command does, and each option of the suite's table.
+
+    ``options`` rows are (option, environment variable, help), as the suite declares them
+    for pytest, so that this text lists exactly the options the suite reads.
+    """
+    lines = [
+        "usage: mimic-conformance [OPTION]... [pytest options, e.g. -n 2 -q]",
+        "",
+        *textwrap.wrap(
+            "Judge a server against the Mimic API contract and write reports/ (results.json, "
+            "report.html, junit.xml, summary.md). Exit status 0 if and only if no MUST "
+            "requirement failed or errored.",
+            _WIDTH,
+        ),
+        "",
+        "options (each also read from the environment variable in brackets; the option wins):",
+    ]
+    indent = " " * _HELP_COLUMN
+    for option, env, help_text in options:
+        name = f"  {option}"
+        if len(name) < _HELP_COLUMN - 1:
+            first = name.ljust(_HELP_COLUMN)
+        else:  # too long to share its line with the help
+            lines.append(name)
+            first = indent
+        lines += textwrap.wrap(
+            f"{help_text} [${env}]",
+            _WIDTH,
+            initial_indent=first,
+            subsequent_indent=indent,
+            break_on_hyphens=False,
+        )
+    lines += ["", "Run `mimic-conformance --help-pytest` for every pytest option."]
+    return "\n".join(lines) + "\n"
+
+
+USAGE = usage_text()
+"""What ``mimic-conformance --help`` prints."""
 
 
 def pytest_args(argv: Sequence[str]) -> list[str]:

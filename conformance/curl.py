@@ -18,7 +18,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterable, Mapping
 
-from conformance.transport import RequestSpec
+from conformance.exchange import RequestSpec
 
 __all__ = ["SECRET_ENV_VAR", "to_curl"]
 

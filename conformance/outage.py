@@ -8,6 +8,7 @@ errors: outcomes only say *what* the suite could conclude, this record says *why
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,19 +56,10 @@ class TargetDown:
         return text
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-safe dict (``results.json``'s ``target_down``)."""
-        return {
-            "since": self.since,
-            "cause": self.cause,
-            "first_failure": self.first_failure,
-            "last_answered": self.last_answered,
-            "last_answered_at": self.last_answered_at,
-            "first_failed": self.first_failed,
-            "requests_answered": self.requests_answered,
-            "checks_not_run": self.checks_not_run,
-            "server_exit": self.server_exit,
-            "server_log_tail": list(self.server_log_tail),
-        }
+        """Return a JSON-safe dict (``results.json``'s ``target_down``): every field, by name."""
+        data = dataclasses.asdict(self)
+        data["server_log_tail"] = list(self.server_log_tail)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TargetDown:

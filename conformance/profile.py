@@ -7,7 +7,7 @@ A real model generates slowly, so what the suite may ask of a target is budgeted
   generation (``max_tokens`` required and small, few choices, short strings, short lists), and
   whose body ``model`` only names models the target serves. schemathesis generates its
   *positive* cases from that copy. Its coverage phase ignores ``map_body``-style hooks
-  (DESIGN.md §5), so the caps must live in the schema itself.
+  (a limitation of schemathesis), so the caps must live in the schema itself.
 
 Response schemas are left untouched: the request schemas are copied under new names first, so a
 cap on a string's length never makes a long *response* string invalid.
@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from conformance.schema_types import allowed_types
 
 __all__ = [
     "PROFILES",
@@ -216,7 +218,11 @@ class _Rewriter:
 
     def _cap(self, schema: dict[str, Any]) -> dict[str, Any]:
         caps = self._caps
-        types = _types(schema)
+        # Only a schema that names its types gets their caps. One without ``type`` allows every
+        # type, but in a request schema it is a wrapper (``oneOf`` / ``anyOf`` / ``allOf`` of
+        # branches that name theirs and are capped in turn) or an ``enum`` or ``const`` that
+        # lists its values: a cap there would add nothing, or cut a listed value.
+        types = allowed_types(schema) if schema.get("type") is not None else frozenset()
         if "string" in types and "enum" not in schema and "const" not in schema:
             floor = int(schema.get("minLength", 0))
             schema["maxLength"] = max(
@@ -251,15 +257,6 @@ class _Rewriter:
                 schema["required"] = sorted({*schema.get("required", []), name})
         if self._models and caps.model_field in properties:
             properties[caps.model_field] = {"type": "string", "enum": list(self._models)}
-
-
-def _types(schema: Mapping[str, Any]) -> set[str]:
-    declared = schema.get("type")
-    if isinstance(declared, str):
-        return {declared}
-    if isinstance(declared, list):
-        return {t for t in declared if isinstance(t, str)}
-    return set()
 
 
 def _bounded_integer(original: Any, limit: int, *, allow_null: bool) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Requirements, outcomes, evidence and the run record: the suite's verdicts (DESIGN.md §3).
+"""Requirements, outcomes, evidence and the run record: the suite's verdicts (VERDICTS.md).
 
 A :class:`Requirement` is one check's stable ID, level, statement and source. Each time a check
 runs against one operation it produces a :class:`CaseResult` with an :class:`Outcome`; a
@@ -30,9 +30,9 @@ from pathlib import PurePath
 from typing import Any
 
 from conformance.curl import SECRET_ENV_VAR, to_curl
+from conformance.exchange import Exchange, RequestSpec, StreamResult
 from conformance.outage import TargetDown
 from conformance.sse import Deviation, Event
-from conformance.transport import Exchange, RequestSpec, StreamResult
 
 __all__ = [
     "BODY_EXCERPT_BYTES",

@@ -9,11 +9,12 @@ end of the stream.
 
 Why not httpx-sse or sseclient: both are lenient by design. They join multi-line data, skip
 junk, tolerate unterminated events and never say so, which is right for a client and wrong for
-a conformance suite. The Mimic contract (DESIGN.md, "Streaming") is narrower than WHATWG: each
-event is exactly ``data: <one JSON object>`` and a blank line, comments allowed. So this parser
-produces the events a browser would, and beside them a :class:`Deviation` for everything that
-differs from that narrow shape, with its line number and byte offset. Each deviation says
+a conformance suite. The Mimic contract (its stream x-mimic-decision) is narrower than WHATWG:
+each event is exactly ``data: <one JSON object>`` and a blank line, comments allowed. So this
+parser produces the events a browser would, and beside them a :class:`Deviation` for everything
+that differs from that narrow shape, with its line number and byte offset. Each deviation says
 whether WHATWG itself allows it (``legal``); the checks decide what level each one deserves.
+The suite's rules for reading streams are in ``VERDICTS.md`` ("Event-stream parsing").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Server-sent events, as DESIGN.md §2 says: one JSON chunk per event, then `data: [DONE]`.
+"""Server-sent events, as the spec's stream rules say: one JSON chunk per event, then `[DONE]`.
 
 Chunks go out with `SSEvent(json=...)`, which writes compact JSON on one `data:` line (Falcon's
 `text=` would not split embedded newlines). A failure after the 200 is one event carrying the 500

@@ -5,9 +5,11 @@ mapped to requirement IDs), :mod:`~conformance.checks.streaming`, :mod:`~conform
 :mod:`~conformance.checks.semantics`, :mod:`~conformance.checks.fields` (what each documented
 request field must do) and :mod:`~conformance.checks.auth`. None of them sends a
 request: the suite's test modules send, these judge, so that each can be tested on synthetic
-data.
+data. :func:`choices` reads the choices of an answer or of a streamed chunk, for the checks and
+the suite alike.
 """
 
+from conformance.checks._answers import choices
 from conformance.checks._finding import Finding, ResponseLike, Validator, schema_problems
 
-__all__ = ["Finding", "ResponseLike", "Validator", "schema_problems"]
+__all__ = ["Finding", "ResponseLike", "Validator", "choices", "schema_problems"]

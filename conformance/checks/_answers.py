@@ -9,7 +9,7 @@ __all__ = ["choices", "clip"]
 
 
 def choices(response: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The response's choices that are objects; none if ``choices`` is not a list."""
+    """The choices that are objects, of an answer or a streamed chunk; none if not a list."""
     found = response.get("choices")
     return [c for c in found if isinstance(c, Mapping)] if isinstance(found, list) else []
 

@@ -27,7 +27,7 @@ class Finding:
 
 
 class ResponseLike(Protocol):
-    """What the error checks read from a response (a `conformance.transport.Exchange` fits)."""
+    """What the error checks read from a response (a `conformance.exchange.Exchange` fits)."""
 
     status: int | None
     headers: list[tuple[str, str]]

@@ -53,8 +53,10 @@ def _message(choice: Mapping[str, Any]) -> Mapping[str, Any]:
 def named_refusal(status: int | None, body: Any, fields: Iterable[str]) -> str | None:
     """The server's message if this is a 400 whose message names one of ``fields``, else None.
 
-    DESIGN.md §2 lets a server refuse a documented field with "a 400 that names it"; such a
-    refusal is a skip for the field's requirement, not a pass and not a failure.
+    The contract lets a server refuse a documented field with a 400 that names it (its
+    ``info.description``, "Documented request fields"); such a refusal is a skip for the field's
+    requirement, not a pass and not a failure (``VERDICTS.md``, "Optional fields a target
+    refuses").
     """
     if status != 400 or not isinstance(body, Mapping):
         return None
@@ -262,7 +264,7 @@ def streamed_response(obs: StreamObservation) -> dict[str, Any]:
     logprobs: dict[Any, dict[str, list[Any]]] = {}
     finish: dict[Any, Any] = {}
     for chunk in obs.chunks:
-        for choice in chunk.choices:
+        for choice in choices(chunk.body):
             index = choice.get("index")
             if choice.get("finish_reason") is not None:
                 finish[index] = choice["finish_reason"]
@@ -530,7 +532,7 @@ def _stream_calls(obs: StreamObservation) -> dict[Any, list[tuple[int, Any]]]:
     """Each choice's ``delta.tool_calls`` entries, with the event that carried them."""
     found: dict[Any, list[tuple[int, Any]]] = {}
     for chunk in obs.chunks:
-        for choice in chunk.choices:
+        for choice in choices(chunk.body):
             delta = choice.get("delta")
             calls = delta.get("tool_calls") if isinstance(delta, Mapping) else None
             if isinstance(calls, list):

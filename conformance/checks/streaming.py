@@ -2,7 +2,7 @@
 
 Each ``check_*`` function judges one requirement over one observed stream and returns its
 findings (empty: the stream keeps the rule). They are pure: a :class:`StreamObservation` holds
-everything they read, built from a live :class:`conformance.transport.StreamResult` or, in
+everything they read, built from a live :class:`conformance.exchange.StreamResult` or, in
 tests, from raw bytes.
 
 Chunk-level rules (ids, role, finish_reason, usage) read only the events whose data is a JSON
@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from conformance.checks._answers import choices
 from conformance.checks._finding import Finding, Validator, schema_problems
+from conformance.exchange import StreamResult
 from conformance.sse import Deviation, Event, parse
-from conformance.transport import StreamResult
 
 __all__ = [
     "DONE",
@@ -51,11 +52,6 @@ class Chunk:
 
     number: int
     body: Mapping[str, Any]
-
-    @property
-    def choices(self) -> list[Mapping[str, Any]]:
-        """The chunk's choices that are objects."""
-        return [c for c in self.body.get("choices", []) if isinstance(c, Mapping)]
 
 
 @dataclass(frozen=True)
@@ -280,7 +276,7 @@ def check_ids_constant(obs: StreamObservation) -> list[Finding]:
 def _choices_by_index(obs: StreamObservation) -> dict[Any, list[tuple[int, Mapping[str, Any]]]]:
     by_index: dict[Any, list[tuple[int, Mapping[str, Any]]]] = {}
     for chunk in obs.chunks:
-        for choice in chunk.choices:
+        for choice in choices(chunk.body):
             by_index.setdefault(choice.get("index"), []).append((chunk.number, choice))
     return by_index
 
@@ -424,7 +420,7 @@ def streamed_texts(obs: StreamObservation) -> dict[Any, str]:
     """The text of each choice, joined from its deltas (``delta.content``, else ``text``)."""
     texts: dict[Any, str] = {}
     for chunk in obs.chunks:
-        for choice in chunk.choices:
+        for choice in choices(chunk.body):
             delta = choice.get("delta")
             piece = delta.get("content") if isinstance(delta, Mapping) else None
             if piece is None:

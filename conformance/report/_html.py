@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
 
+import spec
+from conformance.report._sources import sources_view
 from conformance.results import (
     CaseResult,
     LevelSummary,
@@ -24,6 +27,7 @@ from conformance.results import (
     RequirementResult,
     RunRecord,
 )
+from conformance.sources import kit_library
 
 MAX_DETAILED_CASES = 300
 """Failures and errors shown in full; the rest are counted (results.json has them all)."""
@@ -34,7 +38,8 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def _visible(value: Any) -> Any:
-    if isinstance(value, str):
+    # A macro's output (Markup) is made of values that already came through here.
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
         return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", value)
     return value
 
@@ -175,6 +180,7 @@ def _context(record: RunRecord, json_name: str) -> dict[str, Any]:
         ("Finished", record.finished_at or "not finished"),
         ("Gate on SHOULD", "yes" if record.gate_should else "no"),
     ]
+    source_links, sources = sources_view(record.requirements, kit_library())
     return {
         "record": record,
         "verdict": record.verdict(),
@@ -195,7 +201,21 @@ def _context(record: RunRecord, json_name: str) -> dict[str, Any]:
         "skipped": [result for result in results if result.outcome is Outcome.SKIP],
         "json_name": json_name,
         "outcomes": [str(outcome) for outcome in Outcome],
+        "source_links": source_links,
+        "sources": sources,
+        "sources_note": _sources_note(record),
     }
+
+
+def _sources_note(record: RunRecord) -> str | None:
+    """Why the appendix may not match the run: it shows the kit's spec, the run used another."""
+    own = spec.sha256()
+    if record.spec_sha256 == own:
+        return None
+    return (
+        f"This run judged a spec with SHA-256 {record.spec_sha256[:12]}; the spec fragments "
+        f"below come from the kit's own spec ({own[:12]}), which may differ."
+    )
 
 
 def render_html(record: RunRecord, *, json_name: str = "results.json") -> str:

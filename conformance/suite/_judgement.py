@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from conformance.checks import Finding
+from conformance.exchange import Exchange, StreamResult
 from conformance.requirements import requirement
 from conformance.results import Evidence, Level, Outcome
 from conformance.suite._run import Run
-from conformance.transport import Exchange, StreamResult
 
 __all__ = ["Judgement"]
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from conformance.transport import Exchange, RequestSpec, TransportFailure
+from conformance.exchange import Exchange, RequestSpec, TransportFailure
 
 __all__ = ["DEAD_AFTER", "RECHECK_INTERVAL", "UNRESPONSIVE_AFTER", "Liveness", "Outage"]
 

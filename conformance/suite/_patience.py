@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from conformance.transport import Exchange
+from conformance.exchange import Exchange
 
 __all__ = ["HEAD_BOUND", "IDLE_BOUND", "IDLE_FLOOR", "MARGIN", "Patience"]
 

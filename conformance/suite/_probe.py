@@ -17,12 +17,12 @@ from typing import Any
 from conformance.checks import Finding
 from conformance.checks.fields import named_refusal
 from conformance.checks.streaming import StreamObservation
+from conformance.exchange import Exchange, StreamResult
 from conformance.suite._draw import derive_seed
 from conformance.suite._judgement import Judgement
 from conformance.suite._operations import MODEL_FIELD, path_values
 from conformance.suite._requests import example_body, json_request
 from conformance.suite._run import Run
-from conformance.transport import Exchange, StreamResult
 from spec import Contract, Operation
 
 __all__ = [
@@ -147,9 +147,10 @@ def field_answer(
 ) -> dict[str, Any] | None:
     """The JSON object of a 2xx answer to a probe of ``fields``.
 
-    A 400 whose message names one of the fields is a refusal the contract allows (DESIGN.md
-    §2): not applicable, with the target's own message as the reason. Any other status fails
-    the rule: the field was neither honoured nor refused as the contract says.
+    A 400 whose message names one of the fields is a refusal the contract allows (its
+    ``info.description``, "Documented request fields"): not applicable, with the target's own
+    message as the reason (``VERDICTS.md``, "Optional fields a target refuses"). Any other
+    status fails the rule: the field was neither honoured nor refused as the contract says.
     """
     fields = tuple(fields)
     if exchange.status is None:

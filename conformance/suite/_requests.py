@@ -15,6 +15,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from conformance.exchange import RequestSpec
+from conformance.schema_types import allowed_types
 from conformance.suite._operations import (
     JSON,
     MODEL_FIELD,
@@ -25,7 +27,6 @@ from conformance.suite._operations import (
     request_schema,
     unknown_route,
 )
-from conformance.transport import RequestSpec
 from spec import Contract, Operation
 
 __all__ = [
@@ -225,18 +226,13 @@ def _schema_violations(
         )
 
 
-def _types(schema: Mapping[str, Any]) -> set[str] | None:
-    declared = schema.get("type")
-    if isinstance(declared, str):
-        return {declared}
-    if isinstance(declared, list):
-        return set(declared)
-    return None
-
-
 def _wrong_type(schema: Mapping[str, Any]) -> Any:
-    """A value of a JSON type the schema does not allow, or None if the schema has no ``type``."""
-    types = _types(schema)
+    """A value of a JSON type the schema does not allow, or None if it allows all those tried.
+
+    A schema without ``type`` allows every type, so it gets None, as does one with an ``enum``
+    or ``const`` (a value outside those is a different violation).
+    """
+    types = allowed_types(schema)
     if not types or "enum" in schema or "const" in schema:
         return None
     if "string" not in types:
@@ -250,7 +246,7 @@ def _wrong_type(schema: Mapping[str, Any]) -> Any:
 
 def _out_of_range(schema: Mapping[str, Any]) -> Any:
     """A value of the right type just past one of the schema's bounds, or None."""
-    types = _types(schema) or set()
+    types = allowed_types(schema)
     if "integer" in types or "number" in types:
         if isinstance(schema.get("maximum"), int | float) and schema["maximum"] < 2**53:
             return schema["maximum"] + 1

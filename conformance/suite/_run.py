@@ -5,8 +5,7 @@
 (whether it still answers, how long to wait on it), caches of responses that several
 requirements judge, and the cases recorded so far. Every request of the suite goes through
 :meth:`Run.send` or :meth:`Run.stream`. The plugin creates the run (one per pytest-xdist
-worker); tests reach it through the ``conformance`` fixture (or :func:`active`, for
-module-level schemathesis schemas).
+worker) and keeps it on pytest's config; tests reach it through the ``conformance`` fixture.
 """
 
 from __future__ import annotations
@@ -22,9 +21,11 @@ import pytest
 import spec
 from conformance.checks.auth import credential_headers, header_schemes
 from conformance.curl import to_curl
+from conformance.exchange import Exchange, RequestSpec, StreamResult
 from conformance.outage import TargetDown
 from conformance.profile import Settings
-from conformance.results import CaseResult, Evidence, Outcome
+from conformance.requirements import select
+from conformance.results import CaseResult, Evidence, Outcome, Requirement
 from conformance.suite._liveness import Liveness
 from conformance.suite._operations import (
     MODEL_FIELD,
@@ -32,9 +33,9 @@ from conformance.suite._operations import (
     list_all_models_operation,
 )
 from conformance.suite._patience import Patience
-from conformance.transport import Exchange, RequestSpec, StreamResult, Transport
+from conformance.transport import Transport
 
-__all__ = ["FINALIZE", "REQUIREMENTS", "Run", "active", "set_active"]
+__all__ = ["FINALIZE", "REQUIREMENTS", "Run"]
 
 T = TypeVar("T")
 
@@ -62,6 +63,16 @@ class Run:
         self._recorded_at: list[float] = []
         self._cache: dict[Hashable, Any] = {}
         self._lock = threading.Lock()
+
+    @cached_property
+    def selected_requirements(self) -> tuple[Requirement, ...]:
+        """The requirements this run judges (``--requirement`` / ``--skip-requirement``)."""
+        return tuple(select(self.settings.requirements, self.settings.skip_requirements))
+
+    @cached_property
+    def selected_ids(self) -> frozenset[str]:
+        """The IDs of :attr:`selected_requirements`."""
+        return frozenset(requirement.id for requirement in self.selected_requirements)
 
     # ------------------------------------------------------------------ target access
     @property
@@ -245,22 +256,3 @@ class Run:
         self.transport.close()
         if "_bare_transport" in self.__dict__:
             self._bare_transport.close()
-
-
-_active: Run | None = None
-
-
-def set_active(run: Run | None) -> None:
-    """Make ``run`` the one the suite's modules see at import time (the plugin calls this)."""
-    global _active
-    _active = run
-
-
-def active() -> Run:
-    """The current run; the suite's modules only make sense inside a run of the plugin."""
-    if _active is None:
-        raise RuntimeError(
-            "conformance.suite is collected only by the conformance plugin: run "
-            "`mimic-conformance` or `pytest -p conformance.plugin --pyargs conformance.suite`"
-        )
-    return _active

@@ -2,9 +2,12 @@
 
 Positive cases come from the capped copy of the spec (:func:`conformance.profile.capped_document`,
 body ``model`` limited to what the target serves); negative cases from the spec as given, since
-the target rejects them before generating anything. Every case is sent through the suite's own
-bounded transport, not schemathesis's, so a hostile target cannot hang a case; the answer is then
-handed to schemathesis's checks one by one (:func:`conformance.checks.schema.run_check`).
+the target rejects them before generating anything. A test marked
+``@pytest.mark.schemathesis_cases(mode)`` is parametrized with the run's schema for its mode
+when the plugin collects it (:func:`parametrize`): the run exists only then. Every case is sent
+through the suite's own bounded transport, not schemathesis's, so a hostile target cannot hang a
+case; the answer is then handed to schemathesis's checks one by one
+(:func:`conformance.checks.schema.run_check`).
 
 Failures are tallied per pytest item and never raised inside the hypothesis test: raising would
 make hypothesis shrink, re-sending dozens of requests to a slow model, and would stop the other
@@ -13,8 +16,9 @@ checks of the operation from being judged. The plugin concludes the tally when t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from conformance.checks.schema import (
     CHECK_REQUIREMENTS,
@@ -23,23 +27,29 @@ from conformance.checks.schema import (
     SCHEMATHESIS_SETTINGS,
     run_check,
 )
+from conformance.exchange import Exchange, RequestSpec
 from conformance.profile import capped_document
 from conformance.results import Outcome
 from conformance.suite._judgement import Judgement
 from conformance.suite._operations import MODEL_FIELD
 from conformance.suite._run import Run
-from conformance.transport import Exchange, RequestSpec
 
 __all__ = [
     "NEGATIVE_REQUIREMENTS",
     "POSITIVE_REQUIREMENTS",
+    "SCHEMATHESIS_MARK",
     "Tally",
     "build_schema",
     "judge_case",
+    "parametrize",
 ]
 
 POSITIVE_REQUIREMENTS: tuple[str, ...] = tuple(CHECK_REQUIREMENTS[name] for name in POSITIVE_CHECKS)
 NEGATIVE_REQUIREMENTS: tuple[str, ...] = tuple(CHECK_REQUIREMENTS[name] for name in NEGATIVE_CHECKS)
+
+SCHEMATHESIS_MARK = "schemathesis_cases"
+"""``@pytest.mark.schemathesis_cases("positive" | "negative")``: a test of schemathesis's cases,
+which the plugin parametrizes with :func:`parametrize` as it collects it."""
 
 _REQUEST_KWARGS = ("method", "url", "headers", "params", "cookies", "json", "data", "files")
 
@@ -76,6 +86,19 @@ def build_schema(run: Run, mode: str) -> Any:
         }
     )
     return schemathesis.openapi.from_dict(document, config=config)
+
+
+def parametrize(run: Run, test: Callable[..., Any], mode: str) -> Callable[..., Any]:
+    """``test`` parametrized by schemathesis over every operation, with the run's ``mode`` schema.
+
+    The schema is built once per run. The result no longer carries the mark, so that it is
+    collected as schemathesis's own parametrized test.
+    """
+    schema = run.cached(f"schemathesis-{mode}", lambda: build_schema(run, mode))
+    parametrized: Any = schema.parametrize()(test)
+    marks = getattr(parametrized, "pytestmark", [])
+    parametrized.pytestmark = [mark for mark in marks if mark.name != SCHEMATHESIS_MARK]
+    return cast(Callable[..., Any], parametrized)
 
 
 @dataclass

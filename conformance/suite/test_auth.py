@@ -16,10 +16,10 @@ from conformance.checks.auth import (
     credential_headers,
     header_schemes,
 )
+from conformance.exchange import Exchange, RequestSpec
 from conformance.suite._judgement import Judgement
 from conformance.suite._requests import example_body, json_request
 from conformance.suite._run import Run
-from conformance.transport import Exchange, RequestSpec
 from spec import Operation
 
 NO_KEY_REASON = "no --api-key given: the target's key checks cannot be judged without a valid key"

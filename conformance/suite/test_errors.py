@@ -1,4 +1,4 @@
-"""ERR-*: the DESIGN.md §2 error table, request by request, status and body shape both.
+"""ERR-*: the spec's status codes for bad requests, one by one, status and body shape both.
 
 The bad requests of each operation are built from its spec example and request schema
 (:func:`conformance.suite._requests.bad_requests`), sent once per run, and shared: each ERR
@@ -18,6 +18,7 @@ from conformance.checks.errors import (
     expect_status,
     expect_validation_error,
 )
+from conformance.exchange import Exchange
 from conformance.suite._judgement import Judgement
 from conformance.suite._requests import (
     BadRequest,
@@ -26,7 +27,6 @@ from conformance.suite._requests import (
     wrong_method_request,
 )
 from conformance.suite._run import Run
-from conformance.transport import Exchange
 from spec import Operation
 
 UNKNOWN_ROUTE_LABEL = "(unknown route)"

@@ -3,8 +3,8 @@
 Each rule runs on one generating operation per request shape whose schema has the field (see
 ``field_operations``). The probes start from the spec example made deterministic and ask for
 at most 16 tokens (24 for a tool call). Where a field is refused with a 400 that names it, the
-rule is skipped with the target's own message (DESIGN.md §2: honoured, ignored, or a 400 that
-names it).
+rule is skipped with the target's own message (``VERDICTS.md``, "Optional fields a target
+refuses").
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from conformance.checks.fields import (
     streamed_response,
 )
 from conformance.checks.semantics import choice_texts
+from conformance.exchange import Exchange
 from conformance.suite._draw import derive_seed, draw
 from conformance.suite._judgement import Judgement
 from conformance.suite._operations import ignored_fields, request_schema
@@ -50,7 +51,6 @@ from conformance.suite._probe import (
 )
 from conformance.suite._run import Run
 from conformance.suite._schemathesis import build_schema
-from conformance.transport import Exchange
 from spec import Operation
 
 requirement = pytest.mark.requirement

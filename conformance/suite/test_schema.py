@@ -5,6 +5,10 @@ the capped copy of the spec, and invalid ones from the spec as given (examples, 
 fuzzing phases, as the profile says). Each case is judged by schemathesis's checks, each check
 standing for one requirement; the item's cases are tallied and the plugin records one result per
 requirement and operation when the item ends.
+
+The schemas come from the run, which exists only once pytest is configured: the plugin
+parametrizes each test marked ``schemathesis_cases`` as it collects it, and collects nothing of
+it when none of its requirements is selected (building schemathesis's tests costs seconds).
 """
 
 from __future__ import annotations
@@ -13,18 +17,13 @@ from typing import Any
 
 import pytest
 
-from conformance.requirements import select
-from conformance.suite._run import FINALIZE, REQUIREMENTS, Run, active
+from conformance.suite._run import FINALIZE, REQUIREMENTS, Run
 from conformance.suite._schemathesis import (
     NEGATIVE_REQUIREMENTS,
     POSITIVE_REQUIREMENTS,
     Tally,
-    build_schema,
     judge_case,
 )
-
-_run = active()
-_selected = {r.id for r in select(_run.settings.requirements, _run.settings.skip_requirements)}
 
 
 @pytest.fixture
@@ -37,22 +36,15 @@ def tally(request: pytest.FixtureRequest, conformance: Run) -> Tally:
     return tally
 
 
-# Building schemathesis's tests costs seconds: only when a SCHEMA requirement is selected.
-if _selected & set(POSITIVE_REQUIREMENTS):
-    valid_data = _run.cached("schemathesis-positive", lambda: build_schema(_run, "positive"))
-
-    @pytest.mark.requirement(*POSITIVE_REQUIREMENTS)
-    @valid_data.parametrize()
-    def test_valid_requests(case: Any, tally: Tally, conformance: Run) -> None:
-        """Valid requests: schemathesis's checks on every operation."""
-        judge_case(conformance, case, tally)
+@pytest.mark.requirement(*POSITIVE_REQUIREMENTS)
+@pytest.mark.schemathesis_cases("positive")
+def test_valid_requests(case: Any, tally: Tally, conformance: Run) -> None:
+    """Valid requests: schemathesis's checks on every operation."""
+    judge_case(conformance, case, tally)
 
 
-if _selected & set(NEGATIVE_REQUIREMENTS):
-    invalid_data = _run.cached("schemathesis-negative", lambda: build_schema(_run, "negative"))
-
-    @pytest.mark.requirement(*NEGATIVE_REQUIREMENTS)
-    @invalid_data.parametrize()
-    def test_invalid_requests(case: Any, tally: Tally, conformance: Run) -> None:
-        """Invalid requests: schemathesis's checks on every operation."""
-        judge_case(conformance, case, tally)
+@pytest.mark.requirement(*NEGATIVE_REQUIREMENTS)
+@pytest.mark.schemathesis_cases("negative")
+def test_invalid_requests(case: Any, tally: Tally, conformance: Run) -> None:
+    """Invalid requests: schemathesis's checks on every operation."""
+    judge_case(conformance, case, tally)

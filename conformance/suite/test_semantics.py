@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from conformance.checks import Finding
+from conformance.checks import Finding, choices
 from conformance.checks.semantics import (
     check_completion_text,
     check_max_tokens,
@@ -28,6 +28,7 @@ from conformance.checks.semantics import (
     choice_texts,
 )
 from conformance.checks.streaming import streamed_texts
+from conformance.exchange import Exchange, StreamResult
 from conformance.suite._judgement import Judgement
 from conformance.suite._operations import MODEL_FIELD, enum_path_parameters, path_values
 from conformance.suite._probe import (
@@ -41,7 +42,6 @@ from conformance.suite._probe import (
 )
 from conformance.suite._requests import json_request
 from conformance.suite._run import Run
-from conformance.transport import Exchange, StreamResult
 from spec import Operation
 
 
@@ -161,7 +161,9 @@ def test_n_choices(judgement: Judgement, operation: Operation) -> None:
     result = streamed_pair(run, operation)
     observation = stream_observation(judgement, result)
     if observation is not None:
-        indexes = [choice.get("index") for chunk in observation.chunks for choice in chunk.choices]
+        indexes = [
+            choice.get("index") for chunk in observation.chunks for choice in choices(chunk.body)
+        ]
         judgement.findings(check_streamed_n_choices(indexes, 2), stream=result)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from conformance.checks.streaming import EVENT_STREAM, STREAM_CHECKS, StreamObservation
+from conformance.exchange import RequestSpec, StreamResult
 from conformance.suite._draw import derive_seed, draw
 from conformance.suite._judgement import Judgement
 from conformance.suite._operations import (
@@ -26,7 +27,6 @@ from conformance.suite._probe import streamed_pair
 from conformance.suite._requests import example_body, json_request
 from conformance.suite._run import Run
 from conformance.suite._schemathesis import build_schema
-from conformance.transport import RequestSpec, StreamResult
 from spec import Operation
 
 STREAM_FIELD, OPTIONS_FIELD, USAGE_FLAG = "stream", "stream_options", "include_usage"

@@ -9,7 +9,7 @@ from conformance.checks.auth import (
     credential_headers,
     header_schemes,
 )
-from conformance.transport import Exchange, RequestSpec
+from conformance.exchange import Exchange, RequestSpec
 
 
 def answer(status: int) -> Exchange:

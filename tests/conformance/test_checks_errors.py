@@ -15,7 +15,7 @@ from conformance.checks.errors import (
     expect_validation_error,
     parse_allow,
 )
-from conformance.transport import Exchange, RequestSpec
+from conformance.exchange import Exchange, RequestSpec
 
 CONTRACT = spec.contract()
 CHAT = CONTRACT.operation("createChatCompletion")

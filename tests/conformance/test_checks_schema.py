@@ -16,9 +16,9 @@ from conformance.checks.schema import (
     POSITIVE_CHECKS,
     run_check,
 )
+from conformance.exchange import Exchange, RequestSpec
 from conformance.requirements import requirement
 from conformance.suite._schemathesis import _response_of
-from conformance.transport import Exchange, RequestSpec
 
 SCHEMA = schemathesis.openapi.from_dict(spec.load())
 MODELS = SCHEMA.find_operation_by_label("GET /v1/models")

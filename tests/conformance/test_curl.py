@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conformance.curl import to_curl
-from conformance.transport import RequestSpec
+from conformance.exchange import RequestSpec
 from tests.conformance.hostile import ReceivedRequest, recording_server
 
 CURL = shutil.which("curl")

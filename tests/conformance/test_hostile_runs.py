@@ -84,6 +84,17 @@ def run_suite(report_dir: Path, *args: str, code: str | None = None) -> SuiteRun
     )
 
 
+def quick_run_against(mode: str, tmp_path: Path, timeout: str) -> SuiteRun:
+    """A quick run against the hostile server ``mode``: it must fail, within the run bound."""
+    with hostile_server(mode) as target:
+        run = run_suite(
+            tmp_path / "reports", "--target", target, "--profile", "quick", "--timeout", timeout
+        )
+    assert run.status == 1, run.output[-3000:]
+    assert run.elapsed < RUN_BOUND, f"the run took {run.elapsed:.0f} s"
+    return run
+
+
 def _json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
@@ -160,12 +171,7 @@ def test_a_reference_server_killed_by_a_signal_is_reported_under_xdist(tmp_path:
 
 
 def test_streams_that_stall_end_the_run_in_bounded_time(tmp_path: Path) -> None:
-    with hostile_server("stalls-streams") as target:
-        run = run_suite(
-            tmp_path / "reports", "--target", target, "--profile", "quick", "--timeout", "5"
-        )
-    assert run.status == 1, run.output[-3000:]
-    assert run.elapsed < RUN_BOUND, f"the run took {run.elapsed:.0f} s"
+    run = quick_run_against("stalls-streams", tmp_path, timeout="5")
     assert run.outcome("STREAM-ENDS") == "fail"
     messages = [
         case["evidence"]["message"]
@@ -178,12 +184,7 @@ def test_streams_that_stall_end_the_run_in_bounded_time(tmp_path: Path) -> None:
 
 
 def test_a_target_that_stops_answering_heads_ends_the_run_in_bounded_time(tmp_path: Path) -> None:
-    with hostile_server("lists-models-then-silent") as target:
-        run = run_suite(
-            tmp_path / "reports", "--target", target, "--profile", "quick", "--timeout", "5"
-        )
-    assert run.status == 1, run.output[-3000:]
-    assert run.elapsed < RUN_BOUND, f"the run took {run.elapsed:.0f} s"
+    run = quick_run_against("lists-models-then-silent", tmp_path, timeout="5")
     down = _says_once_that_it_went_down(run)
     assert down["cause"] == "5 requests in a row failed"
     assert down["first_failure"] == "no complete response within 5 s"
@@ -205,12 +206,7 @@ def test_a_target_that_stops_answering_heads_ends_the_run_in_bounded_time(tmp_pa
 def test_a_hostile_target_ends_the_run_in_bounded_time_and_memory(
     mode: str, tmp_path: Path
 ) -> None:
-    with hostile_server(mode) as target:
-        run = run_suite(
-            tmp_path / "reports", "--target", target, "--profile", "quick", "--timeout", "2"
-        )
-    assert run.elapsed < RUN_BOUND, f"the run took {run.elapsed:.0f} s"
+    run = quick_run_against(mode, tmp_path, timeout="2")
     assert run.peak_rss < MEMORY_BOUND, f"the run peaked at {run.peak_rss >> 20} MiB"
-    assert run.status == 1, run.output[-3000:]
     assert "Traceback" not in run.output, run.output[-3000:]
     assert run.results["verdict"].startswith("NOT CONFORMANT"), run.results.get("verdict")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from conformance.exchange import Exchange, RequestSpec, TransportFailure
 from conformance.suite._liveness import (
     DEAD_AFTER,
     RECHECK_INTERVAL,
     UNRESPONSIVE_AFTER,
     Liveness,
 )
-from conformance.transport import Exchange, RequestSpec, TransportFailure
 
 REFUSED = TransportFailure("connect", "could not connect: [Errno 111] Connection refused")
 RESET = TransportFailure("reset", "the connection was reset")
@@ -84,12 +84,18 @@ def test_a_target_that_never_answered_is_down_only_after_more_failures() -> None
     assert liveness.outage.cause == f"{UNRESPONSIVE_AFTER} requests in a row failed"
 
 
-def test_while_down_requests_fail_fast_but_one_is_sent_now_and_then() -> None:
+def gone_down() -> tuple[Clock, Liveness]:
+    """A liveness whose target answered once, then refused every request until it was down."""
     clock = Clock()
     liveness = Liveness(clock)
     answer(liveness, 0)
     for number in range(DEAD_AFTER):
         fail(liveness, number, REFUSED)
+    return clock, liveness
+
+
+def test_while_down_requests_fail_fast_but_one_is_sent_now_and_then() -> None:
+    clock, liveness = gone_down()
     refusal = liveness.refusal()
     assert refusal is not None and refusal.message.startswith("not sent: the target stopped")
     clock.now += RECHECK_INTERVAL
@@ -102,11 +108,7 @@ def test_while_down_requests_fail_fast_but_one_is_sent_now_and_then() -> None:
 
 
 def test_a_target_that_comes_back_is_not_down() -> None:
-    clock = Clock()
-    liveness = Liveness(clock)
-    answer(liveness, 0)
-    for number in range(DEAD_AFTER):
-        fail(liveness, number, REFUSED)
+    clock, liveness = gone_down()
     clock.now += RECHECK_INTERVAL
     assert liveness.refusal() is None
     answer(liveness, 8)

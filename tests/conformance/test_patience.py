@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from conformance.exchange import Exchange, RequestSpec, TransportFailure
 from conformance.suite._patience import HEAD_BOUND, IDLE_BOUND, IDLE_FLOOR, MARGIN, Patience
-from conformance.transport import Exchange, RequestSpec, TransportFailure
 
 STREAMED = RequestSpec.json("POST", "http://t/v1/chat/completions", {"stream": True})
 PLAIN = RequestSpec.json("POST", "http://t/v1/chat/completions", {"stream": False})

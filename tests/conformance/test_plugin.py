@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
+from conformance._reference_process import ReferenceServer
 from conformance.cli import main, pytest_args
-from conformance.plugin import ReferenceServer
+from conformance.exchange import RequestSpec
 from conformance.profile import PROFILES, Settings
 from conformance.suite._liveness import UNRESPONSIVE_AFTER
 from conformance.suite._run import Run
-from conformance.transport import RequestSpec
 from tests.conformance.hostile import hostile_server, recording_server
 
 SECRET = "plugin-test-secret-key"
@@ -177,7 +177,7 @@ def test_the_command_runs_isolated_from_the_working_directory(
 
 def test_cli_help_and_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
-    assert "--target URL" in capsys.readouterr().out
+    assert "[$MIMIC_TARGET]" in capsys.readouterr().out  # the options, from their table
     args = pytest_args(["--target", "http://x"])
     assert args[:2] == ["-c", os.devnull]
     assert args[-2:] == ["--pyargs", "conformance.suite"]

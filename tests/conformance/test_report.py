@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import html
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+import spec
+from conformance.exchange import Exchange, RequestSpec, StreamResult, TransportFailure
 from conformance.outage import TargetDown
 from conformance.report import (
     read_json,
@@ -26,7 +29,6 @@ from conformance.results import (
     RunRecord,
 )
 from conformance.sse import parse
-from conformance.transport import Exchange, RequestSpec, StreamResult, TransportFailure
 
 SECRET = "sk-live-0123456789abcdef"
 CHAT = "POST /v1/chat/completions"
@@ -40,13 +42,13 @@ REQUIREMENTS = [
         "STREAM-DONE-LAST",
         Level.MUST,
         "The last event of a stream is `data: [DONE]`, and nothing follows it.",
-        "spec: paths./v1/chat/completions.post.responses.200; DESIGN.md §2 Streaming",
+        "spec:#/components/schemas/DoneSentinel; verdicts:#streams-are-read-event-by-event",
     ),
     Requirement(
         "STREAM-FRAMING",
         Level.MUST,
         "Each event is exactly `data: <one JSON object>` followed by a blank line.",
-        "DESIGN.md §2 Streaming",
+        "verdicts:#event-stream-parsing",
     ),
     Requirement(
         "ERROR-422-SHAPE",
@@ -70,19 +72,20 @@ REQUIREMENTS = [
         "AUTH-BEARER",
         Level.MUST,
         "A request carrying a known key as `Authorization: Bearer <key>` is served.",
-        "spec: components/securitySchemes; DESIGN.md §2 Authentication",
+        "spec:#/components/securitySchemes; spec:#/info/description (Authentication)",
     ),
     Requirement(
         "STREAM-PING-COMMENTS",
         Level.SHOULD,
         "A stream that pauses for long sends `: ping` comments rather than nothing.",
-        "DESIGN.md §2 Streaming",
+        "spec:#/components/responses/ChatCompletion/content/text~1event-stream/x-mimic-decision "
+        "(comment lines)",
     ),
     Requirement(
         "ERROR-405-ALLOW",
         Level.SHOULD,
         "A 405 answer carries an Allow header listing the path's methods.",
-        "spec: components/responses/MethodNotAllowed",
+        "spec:#/components/responses/MethodNotAllowed; spec:#/components/responses/Gone",
     ),
 ]
 
@@ -280,6 +283,27 @@ def test_html_shows_verdict_counts_metadata_and_matrix() -> None:
         assert requirement.statement in text
     assert 'id="matrix"' in page
     assert page.count('<th class="op">') == len(record.operations())
+
+
+def test_html_links_each_source_to_its_place_in_the_sources_appendix() -> None:
+    record = sample_record()
+    page = render_html(record)
+    _check_html(page)
+    ids = set(re.findall(r'id="([^"]+)"', page))
+    links = re.findall(r'<a href="#(source-[0-9]+)">([^<]*)</a>', page)
+    assert links and {anchor for anchor, _ in links} <= ids
+    texts = {html.unescape(text) for _, text in links}
+    assert {"verdicts:#event-stream-parsing", "spec:#/info/description (Authentication)"} <= texts
+    appendix = page[page.index('<h2 id="sources">') :]
+    assert appendix.count('<section id="source-') == 8  # one per place cited, whatever its note
+    assert "bearerAuth:" in appendix  # a spec node, as YAML
+    assert "WHATWG HTML" in appendix  # a section of VERDICTS.md
+    assert "Not found in the kit" in appendix and "/components/responses/Gone" in appendix
+    # Free text (a record from an older kit) is shown, not linked.
+    assert "seed: 422 responses" in page and "spec: components/schemas/Usage" in page
+    assert "may differ" in appendix  # the run's spec is not the kit's
+    record.spec_sha256 = spec.sha256()
+    assert "may differ" not in render_html(record)
 
 
 def test_html_expands_each_failure_with_curl_and_numbered_events() -> None:

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conformance.exchange import Exchange, RequestSpec, StreamResult, TransportFailure
 from conformance.outage import TargetDown
 from conformance.results import (
     REDACTED,
@@ -23,7 +24,6 @@ from conformance.results import (
     utc_now,
 )
 from conformance.sse import parse
-from conformance.transport import Exchange, RequestSpec, StreamResult, TransportFailure
 
 P, F, E, S = Outcome.PASS, Outcome.FAIL, Outcome.ERROR, Outcome.SKIP
 OP = "POST /v1/chat/completions"

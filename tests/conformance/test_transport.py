@@ -8,18 +8,17 @@ from typing import TypeVar
 
 import pytest
 
-from conformance.transport import (
-    RequestSpec,
-    ResponseNotJSONError,
-    Transport,
-    TransportFailure,
-    probe,
-)
+from conformance.exchange import RequestSpec, ResponseNotJSONError, TransportFailure
+from conformance.server_process import free_port
+from conformance.transport import Transport, probe
 from tests.conformance.hostile import hostile_server, read_request, recording_server
 
 T = TypeVar("T")
 TIMEOUT = 1.0
-SLACK = 2.0  # a call must return within TIMEOUT + SLACK, whatever the server does
+# A call must return within its bound + SLACK, whatever the server does. Generous: a loaded CI
+# machine may pause any thread for a while, but a call that ignores its bound hangs far longer.
+# Lower bounds (it waited for the bound) are exact: a slow machine only makes waits longer.
+SLACK = 5.0
 CAP = 1 << 20
 
 MODELS = RequestSpec("GET", "/v1/models")
@@ -32,6 +31,15 @@ def _timed(call: Callable[[], T]) -> tuple[T, float]:
     started = time.monotonic()
     result = call()
     return result, time.monotonic() - started
+
+
+def _against(mode: str, call: Callable[[Transport], T]) -> tuple[T, float]:
+    """``call``'s result on a transport to a hostile server of ``mode``, and how long it took."""
+    with (
+        hostile_server(mode) as base_url,
+        Transport(base_url, timeout=TIMEOUT, max_body_bytes=CAP) as transport,
+    ):
+        return _timed(lambda: call(transport))
 
 
 @pytest.mark.parametrize(
@@ -55,11 +63,7 @@ def _timed(call: Callable[[], T]) -> tuple[T, float]:
 def test_send_returns_in_bounded_time_with_the_right_failure(
     mode: str, kind: str | None, status: int | None
 ) -> None:
-    with (
-        hostile_server(mode) as base_url,
-        Transport(base_url, timeout=TIMEOUT, max_body_bytes=CAP) as transport,
-    ):
-        exchange, elapsed = _timed(lambda: transport.send(MODELS))
+    exchange, elapsed = _against(mode, lambda transport: transport.send(MODELS))
     assert elapsed < TIMEOUT + SLACK
     assert exchange.status == status
     assert (exchange.failure.kind if exchange.failure else None) == kind
@@ -68,16 +72,20 @@ def test_send_returns_in_bounded_time_with_the_right_failure(
         assert "1 s" in exchange.failure.message  # type: ignore[union-attr]
     if kind == "too-large":
         assert exchange.truncated and len(exchange.body) == CAP
-    assert exchange.elapsed == pytest.approx(elapsed, abs=0.2)
+    # The exchange's own clock measures the call: within it, and past the deadline it reports.
+    assert 0 <= exchange.elapsed <= elapsed
+    if kind == "timeout":
+        assert exchange.elapsed >= TIMEOUT * 0.9
 
 
 def test_a_trickle_is_cut_at_the_overall_deadline_not_per_read() -> None:
     # One byte every 100 ms never trips a per-read timeout; only an overall deadline stops it.
     with hostile_server("trickle") as base_url, Transport(base_url, timeout=0.5) as transport:
         exchange, elapsed = _timed(lambda: transport.send(MODELS))
-    assert 0.45 <= elapsed < 1.0
+    assert 0.45 <= elapsed < 0.5 + SLACK
     assert exchange.failure is not None and exchange.failure.kind == "timeout"
-    assert 2 <= len(exchange.body) <= 6  # the bytes that came before the deadline are kept
+    # The bytes that came before the deadline are kept: no more than one per 100 ms of the call.
+    assert 2 <= len(exchange.body) <= 1 + elapsed / 0.1
 
 
 def test_stream_events_of_a_well_behaved_stream() -> None:
@@ -104,9 +112,11 @@ def test_stream_events_cuts_an_endless_stream_at_the_deadline() -> None:
     assert TIMEOUT * 0.9 <= elapsed < TIMEOUT + SLACK
     assert result.ended_by == "deadline"
     assert result.exchange.failure is not None and result.exchange.failure.kind == "timeout"
-    assert 5 <= len(result.events) <= 25  # one every 50 ms
+    assert 5 <= len(result.events) <= 1 + elapsed / 0.05  # one every 50 ms
     assert [event.number for event in result.events] == list(range(1, len(result.events) + 1))
-    assert all(0 < event.received_at < TIMEOUT + 0.1 for event in result.events)  # type: ignore[operator]
+    # Each event's time is counted from the request's start, within the exchange.
+    received = [event.received_at for event in result.events]
+    assert all(0 < at <= result.exchange.elapsed for at in received)  # type: ignore[operator]
     # Cut off by the suite, so the event in flight is not reported as the server's fault.
     assert result.deviations == []
 
@@ -143,11 +153,7 @@ def test_stream_events_reports_a_reset_mid_stream() -> None:
     ],
 )
 def test_stream_events_against_hostile_servers(mode: str, ended_by: str) -> None:
-    with (
-        hostile_server(mode) as base_url,
-        Transport(base_url, timeout=TIMEOUT, max_body_bytes=CAP) as transport,
-    ):
-        result, elapsed = _timed(lambda: transport.stream_events(STREAM))
+    result, elapsed = _against(mode, lambda transport: transport.stream_events(STREAM))
     assert elapsed < TIMEOUT + SLACK
     assert result.ended_by == ended_by
     assert len(result.raw) <= CAP
@@ -156,10 +162,10 @@ def test_stream_events_against_hostile_servers(mode: str, ended_by: str) -> None
 def test_stream_events_caps_the_number_of_events() -> None:
     with (
         hostile_server("sse-forever") as base_url,
-        Transport(base_url, timeout=5.0, max_events=5) as transport,
+        Transport(base_url, timeout=30.0, max_events=5) as transport,
     ):
         result, elapsed = _timed(lambda: transport.stream_events(STREAM))
-    assert elapsed < 1.0
+    assert elapsed < SLACK  # cut by the cap, long before the deadline
     assert result.ended_by == "too-large"
     assert len(result.events) == 5
 
@@ -197,7 +203,8 @@ def test_stream_yields_timestamped_chunks_and_stops_when_the_reader_does() -> No
         assert [chunk.received_at for chunk in chunks] == sorted(c.received_at for c in chunks)
         assert body.exchange.body == b"".join(chunk.data for chunk in chunks)
         # The transport is still usable afterwards.
-        assert transport.send(MODELS, timeout=0.3).status == 200
+        with transport.stream(MODELS, timeout=SLACK) as again:
+            assert again.exchange.status == 200
 
 
 def test_a_silent_body_is_cut_off_by_the_idle_bound_as_stalled() -> None:
@@ -215,12 +222,13 @@ def test_a_silent_body_is_cut_off_by_the_idle_bound_as_stalled() -> None:
 def test_the_idle_bound_leaves_a_stream_that_keeps_sending_to_the_deadline() -> None:
     with (
         hostile_server("sse-forever") as base_url,
-        Transport(base_url, timeout=TIMEOUT) as transport,
+        Transport(base_url, timeout=2.0) as transport,
     ):
-        result, elapsed = _timed(lambda: transport.stream_events(STREAM, idle_timeout=0.5))
-    assert TIMEOUT * 0.9 <= elapsed < TIMEOUT + SLACK
+        # An event every 50 ms: a bound on silence twenty times that leaves room for a pause.
+        result, elapsed = _timed(lambda: transport.stream_events(STREAM, idle_timeout=1.0))
+    assert 2.0 * 0.9 <= elapsed < 2.0 + SLACK
     assert result.ended_by == "deadline"
-    assert 0 < result.exchange.longest_silence < 0.5
+    assert 0 < result.exchange.longest_silence < 1.0
 
 
 def test_a_good_stream_ends_well_under_the_idle_bound() -> None:
@@ -242,7 +250,7 @@ def test_a_missing_head_is_cut_off_by_the_head_bound() -> None:
 
 def test_the_overall_deadline_still_wins_over_looser_bounds() -> None:
     with hostile_server("silent") as base_url, Transport(base_url, timeout=0.3) as transport:
-        exchange, elapsed = _timed(lambda: transport.send(MODELS, head_timeout=5, idle_timeout=5))
+        exchange, elapsed = _timed(lambda: transport.send(MODELS, head_timeout=30, idle_timeout=30))
     assert elapsed < 0.3 + SLACK
     assert exchange.failure == TransportFailure("timeout", "no complete response within 0.3 s")
 
@@ -250,20 +258,14 @@ def test_the_overall_deadline_still_wins_over_looser_bounds() -> None:
 def test_per_call_timeout_overrides_the_default() -> None:
     with hostile_server("silent") as base_url, Transport(base_url, timeout=30.0) as transport:
         exchange, elapsed = _timed(lambda: transport.send(MODELS, timeout=0.3))
-    assert 0.25 <= elapsed < 1.0
+    assert 0.25 <= elapsed < 0.3 + SLACK
     assert exchange.failure is not None and exchange.failure.kind == "timeout"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_connection_refused_is_a_connect_failure() -> None:
-    with Transport(f"http://127.0.0.1:{_free_port()}", timeout=TIMEOUT) as transport:
+    with Transport(f"http://127.0.0.1:{free_port()}", timeout=30.0) as transport:
         exchange, elapsed = _timed(lambda: transport.send(MODELS))
-    assert elapsed < TIMEOUT
+    assert elapsed < SLACK  # at once, not at the deadline
     assert exchange.status is None
     assert exchange.failure is not None and exchange.failure.kind == "connect"
 
@@ -334,7 +336,7 @@ def test_probe(mode: str, kind: str) -> None:
 
 
 def test_probe_unreachable() -> None:
-    result = probe(f"http://127.0.0.1:{_free_port()}", TIMEOUT)
+    result = probe(f"http://127.0.0.1:{free_port()}", TIMEOUT)
     assert result.kind == "unreachable"
     assert "unreachable" in result.message
 

@@ -97,7 +97,7 @@ def parse_sse(text: str) -> list[dict[str, str]]:
 
 
 def stream_chunks(operation: Operation | str, text: str) -> list[dict[str, Any]]:
-    """Check a whole stream against the contract and DESIGN's stream rules; return its chunks.
+    """Check a whole stream against the contract and its stream rules; return its chunks.
 
     Each event against the `itemSchema`; each chunk's JSON against `ChatCompletionChunk` or
     `CompletionChunk` (or `InternalError`); `[DONE]` last and only once.

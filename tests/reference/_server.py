@@ -11,10 +11,8 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,14 @@ import pytest
 from falcon import testing
 from falcon.util import async_to_sync
 
+from conformance.server_process import (
+    LOCALHOST,
+    ServerExitedError,
+    ServerNotReadyError,
+    free_port,
+    launch,
+    wait_until_ready,
+)
 from reference import Config, create_app
 from reference.engine import Engine
 from reference.scheduler import ModelRunner
@@ -96,12 +102,6 @@ def call(app: Any, method: str, path: str, **kwargs: Any) -> Reply:
 # ---------------------------------------------------------------- subprocess
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _command() -> list[str]:
     script = Path(sys.executable).with_name("mimic-reference")
     if script.exists():
@@ -143,8 +143,8 @@ def start_server(
     env: Mapping[str, str] | None = None,
     ready_timeout: float = 120.0,
 ) -> Iterator[ServerProcess]:
-    """Start `mimic-reference --port <free>` and wait until /health says ok; stop it after."""
-    port = _free_port()
+    """Start `mimic-reference --port <free>` and wait until /health says ok; kill it after."""
+    port = free_port()
     command = [*_command(), "--port", str(port), "--log-level", "info"]
     if config_toml is not None:
         config_path = workdir / "config.toml"
@@ -153,26 +153,19 @@ def start_server(
     log_path = workdir / "server.log"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("MIMIC_API_KEYS")}
     full_env.update(env or {})
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=full_env)
-    server = ServerProcess(f"http://127.0.0.1:{port}", process, log_path)
+    process = launch(command, log_path=log_path, env=full_env)
+    server = ServerProcess(f"http://{LOCALHOST}:{port}", process, log_path)
     try:
-        deadline = time.monotonic() + ready_timeout
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(
-                    f"the server exited with {process.returncode}:\n{server.log()}"
-                )
-            try:
-                if httpx.get(f"{server.base_url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"the server was not ready in {ready_timeout} s:\n{server.log()}"
-                )
-            time.sleep(0.05)
+        try:
+            wait_until_ready(process, server.base_url, timeout=ready_timeout, interval=0.05)
+        except ServerExitedError as error:
+            raise AssertionError(
+                f"the server exited with {error.returncode}:\n{server.log()}"
+            ) from None
+        except ServerNotReadyError:
+            raise AssertionError(
+                f"the server was not ready in {ready_timeout} s:\n{server.log()}"
+            ) from None
         yield server
     finally:
         if process.poll() is None:

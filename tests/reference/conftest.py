@@ -69,5 +69,7 @@ def chat_prompt(engine: LlamaEngine) -> list[int]:
     return engine.tokenize(text, add_bos=False, special=True)
 
 
-# The HTTP layer's fixtures live in their own module (appended by the HTTP layer's author).
+# The HTTP layer's fixtures (the app in-process, its test client, the shared model runner, the
+# real server as a subprocess) live in their own module; pytest finds fixtures only where a
+# conftest defines or imports them, so importing them here serves every test in this directory.
 from tests.reference._server import app, client, runner, server  # noqa: E402, F401

@@ -49,7 +49,7 @@ def with_model(path: str, body: dict[str, Any], model: str = "mixtral") -> dict[
 def stream_texts(
     chunks: list[dict[str, Any]], *, completion: bool, include_usage: bool = False
 ) -> dict[int, tuple[str, str]]:
-    """Check DESIGN's stream rules; return each choice's text and finish reason."""
+    """Check the spec's stream rules; return each choice's text and finish reason."""
     assert len({(c["id"], c["created"], c["model"]) for c in chunks}) == 1
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)
     if include_usage:

@@ -36,6 +36,17 @@ def bare(raiser: Raiser) -> testing.TestClient:
     return testing.TestClient(app)
 
 
+def raised(
+    bare: testing.TestClient, raiser: Raiser, error: Exception, status: int
+) -> testing.Result:
+    """The answer to a request whose responder raises ``error``: ``status``, as JSON."""
+    raiser.error = error
+    result = bare.simulate_get("/raise")
+    assert result.status_code == status
+    assert result.headers["content-type"] == "application/json"
+    return result
+
+
 @pytest.mark.parametrize(
     ("error", "status"),
     [
@@ -56,10 +67,7 @@ def bare(raiser: Raiser) -> testing.TestClient:
 def test_our_errors_leave_in_the_seed_shape(
     bare: testing.TestClient, raiser: Raiser, error: errors.APIError, status: int
 ) -> None:
-    raiser.error = error
-    result = bare.simulate_get("/raise")
-    assert result.status_code == status
-    assert result.headers["content-type"] == "application/json"
+    result = raised(bare, raiser, error, status)
     lowered = {k.lower(): v for k, v in result.headers.items()}
     assert_conforms(ANY_OP, status, "application/json", result.json, lowered)
     if status not in (422, 500):
@@ -87,10 +95,7 @@ def test_retry_after_and_allow_headers(bare: testing.TestClient, raiser: Raiser)
 def test_falcon_errors_leave_in_the_seed_shape(
     bare: testing.TestClient, raiser: Raiser, error: falcon.HTTPError, status: int
 ) -> None:
-    raiser.error = error
-    result = bare.simulate_get("/raise")
-    assert result.status_code == status
-    body = result.json
+    body = raised(bare, raiser, error, status).json
     if status == 422:
         assert_conforms(ANY_OP, 422, "application/json", body)
     elif status >= 500:

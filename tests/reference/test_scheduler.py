@@ -4,7 +4,7 @@ import asyncio
 import itertools
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -23,19 +23,32 @@ if TYPE_CHECKING:
     from reference.engine import LlamaEngine
 
 
+# Seconds to wait for something that takes milliseconds: generous, for a loaded machine.
+PATIENCE = 10.0
+
+
 class ScriptedEngine:
-    """A stand-in engine for the scheduler's own rules: it sleeps instead of decoding."""
+    """A stand-in engine for the scheduler's own rules: it sleeps instead of decoding.
+
+    A ``held`` engine starts each generation but produces nothing until ``released`` is set,
+    so that a test can act while a generation is certainly still running.
+    """
 
     name = "scripted"
     context_size = 64
     vocab_size = 16
 
-    def __init__(self, *, delay: float = 0.01, fail_after: int | None = None) -> None:
+    def __init__(
+        self, *, delay: float = 0.01, fail_after: int | None = None, held: bool = False
+    ) -> None:
         self.delay = delay
         self.fail_after = fail_after
         self.produced = 0
         self.running = 0
         self.most_running = 0
+        self.released = threading.Event()
+        if not held:
+            self.released.set()
         self._lock = threading.Lock()
 
     def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
@@ -66,6 +79,9 @@ class ScriptedEngine:
             self.most_running = max(self.most_running, self.running)
         try:
             for index in range(params.max_tokens):
+                while not self.released.wait(0.005):
+                    if cancel.is_set():
+                        return
                 if cancel.is_set():
                     return
                 time.sleep(self.delay)
@@ -98,6 +114,15 @@ class CountingEngine:
 async def collect(runner: ModelRunner, prompt: Sequence[int], params: SamplingParams) -> list[Any]:
     async with runner.reserve() as slot:
         return [item async for item in slot.generate(prompt, params)]
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Let the event loop run until ``condition()`` holds; fail after ``PATIENCE`` seconds."""
+    give_up = time.monotonic() + PATIENCE
+    while not condition():
+        if time.monotonic() > give_up:
+            pytest.fail(f"not {what} after {PATIENCE:g} s")
+        await asyncio.sleep(0.001)
 
 
 def test_the_scripted_engine_is_an_engine() -> None:
@@ -142,21 +167,22 @@ def test_reservations_run_one_after_another_in_arrival_order(
 
 
 def test_a_full_queue_is_refused_at_once_with_a_retry_estimate() -> None:
-    engine = ScriptedEngine(delay=0.02)
+    engine = ScriptedEngine(delay=0.02, held=True)
 
     async def main() -> None:
         runner = ModelRunner(engine, max_waiting=1)
         params = SamplingParams(max_tokens=10)
         running = asyncio.create_task(collect(runner, [1], params))
-        await asyncio.sleep(0.05)
+        await until(lambda: engine.running == 1, "generating")
         waiting = asyncio.create_task(collect(runner, [1], params))
-        await asyncio.sleep(0)
+        await until(lambda: runner.waiting == 1, "queued")
         assert (runner.busy, runner.waiting) == (True, 1)
         with pytest.raises(QueueFull) as refused:
             async with runner.reserve():
                 pass
         assert refused.value.retry_after >= 1
         assert not running.done()
+        engine.released.set()
         assert [len(items) for items in await asyncio.gather(running, waiting)] == [11, 11]
         await runner.close()
 
@@ -166,12 +192,14 @@ def test_a_full_queue_is_refused_at_once_with_a_retry_estimate() -> None:
 
 def test_with_max_waiting_zero_only_the_running_request_is_served() -> None:
     async def main() -> None:
-        runner = ModelRunner(ScriptedEngine(delay=0.02), max_waiting=0)
+        engine = ScriptedEngine(delay=0.02, held=True)
+        runner = ModelRunner(engine, max_waiting=0)
         running = asyncio.create_task(collect(runner, [1], SamplingParams(max_tokens=5)))
-        await asyncio.sleep(0.01)
+        await until(lambda: runner.busy, "reserved")
         with pytest.raises(QueueFull):
             async with runner.reserve():
                 pass
+        engine.released.set()
         await running
         assert len(await collect(runner, [1], SamplingParams(max_tokens=2))) == 3
         await runner.close()
@@ -282,9 +310,9 @@ def test_the_next_request_starts_only_once_a_cancelled_one_has_stopped() -> None
         with ThreadPoolExecutor(max_workers=4) as pool:
             runner = ModelRunner(engine, max_waiting=2, executor=pool)
             victim = asyncio.create_task(collect(runner, [1], SamplingParams(max_tokens=100)))
-            await asyncio.sleep(0.12)
+            await until(lambda: engine.produced >= 2, "generating")
             follower = asyncio.create_task(collect(runner, [1], SamplingParams(max_tokens=3)))
-            await asyncio.sleep(0)
+            await until(lambda: runner.waiting == 1, "queued")
             victim.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await victim
@@ -349,27 +377,31 @@ def test_several_generations_in_one_reservation(
 def test_the_event_loop_stays_responsive_during_a_generation(
     engine: LlamaEngine, chat_prompt: list[int]
 ) -> None:
-    async def main() -> list[float]:
+    async def main() -> list[str]:
         runner = ModelRunner(engine, max_waiting=1)
-        ticks: list[float] = []
+        happened: list[str] = []
         done = False
 
         async def ticker() -> None:
             while not done:
-                ticks.append(time.monotonic())
+                happened.append("tick")
                 await asyncio.sleep(0.01)
 
         ticking = asyncio.create_task(ticker())
-        await collect(runner, chat_prompt, SamplingParams(max_tokens=48))
+        async with runner.reserve() as slot:
+            async for _ in slot.generate(chat_prompt, SamplingParams(max_tokens=48)):
+                happened.append("piece")
         done = True
         await ticking
         await runner.close()
-        return ticks
+        return happened
 
-    ticks = asyncio.run(main())
-    gaps = [later - earlier for earlier, later in itertools.pairwise(ticks)]
-    assert len(ticks) >= 10
-    assert max(gaps) < 0.3  # a blocked loop would show one gap as long as the generation
+    happened = asyncio.run(main())
+    first = happened.index("piece")
+    last = len(happened) - 1 - happened[::-1].index("piece")
+    assert happened.count("piece") == 49  # 48 tokens, then the finish
+    # A loop blocked by the generation would tick before it and after it, never during it.
+    assert happened[first:last].count("tick") >= 3
 
 
 @pytest.mark.model
@@ -401,11 +433,13 @@ def test_tokenizing_on_the_loop_while_the_worker_decodes_is_safe(
 
 def test_close_lets_running_and_waiting_requests_finish_within_the_grace() -> None:
     async def main() -> None:
-        runner = ModelRunner(ScriptedEngine(delay=0.01), max_waiting=2)
+        engine = ScriptedEngine(delay=0.01, held=True)
+        runner = ModelRunner(engine, max_waiting=2)
         first = asyncio.create_task(collect(runner, [1], SamplingParams(max_tokens=5)))
         second = asyncio.create_task(collect(runner, [1], SamplingParams(max_tokens=5)))
-        await asyncio.sleep(0.005)
-        await runner.close(grace=5.0)
+        await until(lambda: runner.busy and runner.waiting == 1, "running and queued")
+        engine.released.set()
+        await runner.close(grace=PATIENCE)
         assert first.done() and second.done()
         assert [len(first.result()), len(second.result())] == [6, 6]
         with pytest.raises(RunnerClosed):
@@ -417,21 +451,20 @@ def test_close_lets_running_and_waiting_requests_finish_within_the_grace() -> No
 
 def test_close_stops_what_outlasts_the_grace_and_turns_waiters_away() -> None:
     engine = ScriptedEngine(delay=0.01)
+    tokens = 3000  # 30 s at least: far longer than close may take
 
     async def main() -> None:
         runner = ModelRunner(engine, max_waiting=2)
-        running = asyncio.create_task(collect(runner, [1], SamplingParams(max_tokens=500)))
-        await asyncio.sleep(0.05)
+        running = asyncio.create_task(collect(runner, [1], SamplingParams(max_tokens=tokens)))
+        await until(lambda: engine.produced > 0, "generating")
         waiting = asyncio.create_task(collect(runner, [1], SamplingParams(max_tokens=5)))
-        await asyncio.sleep(0)
-        started = time.monotonic()
-        await runner.close(grace=0.05)
-        assert time.monotonic() - started < 2.0
+        await until(lambda: runner.waiting == 1, "queued")
+        await asyncio.wait_for(runner.close(grace=0.05), PATIENCE)
         with pytest.raises(RunnerClosed, match="stopped"):
             await running
         with pytest.raises(RunnerClosed):
             await waiting
 
     asyncio.run(main())
-    assert engine.produced < 100
+    assert engine.produced < tokens
     assert engine.running == 0

@@ -1,4 +1,4 @@
-"""The contract: valid OpenAPI 3.2, the seed's operations, schemas that say what DESIGN.md says."""
+"""The contract: valid OpenAPI 3.2, the seed's operations, schemas that say what it decides."""
 
 from __future__ import annotations
 
@@ -192,7 +192,7 @@ def test_example_check_can_fail(contract: spec.Contract) -> None:
     assert not contract.validator(pointer).is_valid(3)
 
 
-# ---------------------------------------------------------------------- payloads as DESIGN.md says
+# ------------------------------------------------------------ payloads as the spec's decisions say
 def _request(contract: spec.Contract, operation_id: str) -> Draft202012Validator:
     validator = contract.request_validator(contract.operation(operation_id))
     assert validator is not None

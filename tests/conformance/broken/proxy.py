@@ -11,17 +11,17 @@ way. It runs uvicorn in a thread on a free local port::
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
 import uvicorn
 
+from conformance.server_process import free_port
 from conformance.sse import SSEParser
 
 _HOP_BY_HOP = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "host"})
@@ -231,16 +231,10 @@ class _ProxyApp:
         await send({"type": "http.response.body", "body": answer.body, "more_body": False})
 
 
-def _free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def fault_proxy(upstream: str, fault: Fault) -> Iterator[str]:
     """Serve the upstream's API broken by ``fault`` on a free port; yield the base URL."""
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(
         _ProxyApp(upstream, fault),
         host="127.0.0.1",
