@@ -175,17 +175,18 @@ class ModelPool:
                         chat_format=first.chat_format,
                         extra_buffer_types=first.extra_buffer_types,
                     )
+                    runner = ModelRunner(engine, max_waiting=self._config.server.max_waiting)
                     try:
                         # Every decode shape once, in this process, before health says ok.
-                        await asyncio.to_thread(exercise, engine)
+                        await runner.warm_up(exercise)
                     except BaseException:
+                        await runner.close()
                         await asyncio.to_thread(engine.close)
                         raise
                 except Exception as error:
                     logger.exception("cannot load the model for %s", ", ".join(names))
                     self._errors.update(dict.fromkeys(names, str(error)))
                     continue
-                runner = ModelRunner(engine, max_waiting=self._config.server.max_waiting)
                 self._runners.update(dict.fromkeys(names, runner))
                 logger.info(
                     "loaded %s for %s in %.2f s",

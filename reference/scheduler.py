@@ -271,6 +271,18 @@ class ModelRunner:
             if not self._inside:
                 self._idle.set()
 
+    async def warm_up(self, work: Callable[[Engine], object]) -> None:
+        """Run ``work(engine)`` in the model's turn, on the thread every generation runs on.
+
+        Start-up work that runs the model (`reference.preflight.exercise`) belongs on this
+        thread and no other: llama.cpp computes on OpenMP threads, and libgomp keeps a team of
+        them for each thread that calls into it. One decode on another thread left a second team
+        beside the first, and streamed tokens/s fell from about 100 to 55 for the server's life.
+        """
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._executor, work, self._engine)
+
     async def close(self, *, grace: float = 10.0) -> None:
         """Shut down: no new reservations, and those already in get ``grace`` seconds.
 

@@ -468,3 +468,34 @@ def test_close_stops_what_outlasts_the_grace_and_turns_waiters_away() -> None:
     asyncio.run(main())
     assert engine.produced < tokens
     assert engine.running == 0
+
+
+class ThreadRecordingEngine(ScriptedEngine):
+    """A scripted engine that notes the thread each generation runs on."""
+
+    def __init__(self) -> None:
+        super().__init__(delay=0.0)
+        self.threads: list[int] = []
+
+    def _run(self, params: SamplingParams, cancel: threading.Event) -> Iterator[Piece | Finish]:
+        self.threads.append(threading.get_ident())
+        yield from super()._run(params, cancel)
+
+
+def test_the_warm_up_runs_on_the_thread_every_generation_runs_on() -> None:
+    # llama.cpp keeps OpenMP workers per calling thread: a warm-up on another thread would
+    # leave a second team competing with the first for the whole life of the server.
+    engine = ThreadRecordingEngine()
+    runner = ModelRunner(engine, max_waiting=2)
+    warmed: list[int] = []
+
+    async def main() -> None:
+        await runner.warm_up(lambda engine: warmed.append(threading.get_ident()))
+        for _ in range(3):
+            await collect(runner, [1, 2], SamplingParams(max_tokens=1))
+        await runner.close()
+
+    asyncio.run(main())
+    assert len(warmed) == 1
+    assert engine.threads == warmed * 3
+    assert warmed[0] != threading.get_ident()  # off the event loop, all the same
