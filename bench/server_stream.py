@@ -8,6 +8,8 @@ and noisy, so only ratios taken side by side mean anything):
 - (a) llama-cpp-python in-process, `create_chat_completion(stream=True)`;
 - (b) the reference server over HTTP, streaming chat;
 - (c) llama-cpp-python's own server (`python -m llama_cpp.server`), if its extra is installed;
+- (e) the reference server as a user starts it: its own default config and no settings (so
+  llama.cpp runs the thread count the server chooses for this host, not `--threads`);
 - (d) with `--other-python PATH`: the reference server again, run by another interpreter (a venv
   with another llama-cpp-python build), its model tables given the `--other-setting` lines too
   (`--other-setting 'extra_buffer_types = true'`): a change of build or setting, measured
@@ -19,8 +21,8 @@ prompt every time, as the issue's target has it), requests/s with `max_tokens: 1
 message each time (no whole-prompt cache hit: each contender reuses what prefix it can), once with
 messages that open alike ("Question 41: ...", "Question 42: ...") and once with messages that
 differ from their first word, and each server's peak resident memory. Prints medians over the
-rounds, and b's ratios to a and c as medians of the per-round ratios (each round runs the
-contenders back to back, in an order that rotates from round to round).
+rounds, b's ratios to each other contender and e's to a, as medians of the per-round ratios
+(each round runs the contenders back to back, in an order that rotates from round to round).
 """
 
 from __future__ import annotations
@@ -185,13 +187,13 @@ def in_process_streamer(llama: object) -> Callable[[int, Messages], tuple[str, f
 
 
 def report(contenders: list[Contender], args: argparse.Namespace) -> None:
-    """Print each contender's medians, then b's ratios to the others.
+    """Print each contender's medians, then b's ratios to the others and e's to a.
 
     A ratio is the median over rounds of that round's ratio: the contenders of a round ran
     back to back, so a machine that slows down for a while slows both sides of it.
     """
     print(
-        f"{args.rounds} rounds, {args.threads} threads each, n_ctx {args.context}, "
+        f"{args.rounds} rounds, {args.threads} threads each but e, n_ctx {args.context}, "
         f"max_tokens {args.max_tokens} (medians over rounds)"
     )
     memory = {c.name[0]: peak_rss_mb(c.pid) for c in contenders if c.pid}
@@ -201,20 +203,20 @@ def report(contenders: list[Contender], args: argparse.Namespace) -> None:
             print(f"    {name:36s} {statistics.median(contender.rounds[name]):8.1f} {unit}")
         if contender.pid:
             print(f"    {'peak memory (RSS)':36s} {memory[contender.name[0]]:8.0f} MB")
-    ours = next(c for c in contenders if c.name.startswith("b"))
-    for other in contenders:
-        if other is ours:
+    by_letter = {c.name[0]: c for c in contenders}
+    pairs = [("b", letter) for letter in by_letter if letter != "b"] + [("e", "a")]
+    for mine, theirs in pairs:
+        if mine not in by_letter or theirs not in by_letter:
             continue
-        letter = other.name[0]
-        print(f"  b/{letter}")
+        print(f"  {mine}/{theirs}")
         for name, _, higher_is_better in FIGURES:
-            pairs = zip(ours.rounds[name], other.rounds[name], strict=True)
-            ratio = statistics.median(mine / theirs for mine, theirs in pairs)
+            rounds = zip(by_letter[mine].rounds[name], by_letter[theirs].rounds[name], strict=True)
+            ratio = statistics.median(ours / other for ours, other in rounds)
             better = "higher" if higher_is_better else "lower"
-            print(f"    {name:36s} {ratio:8.3f}  ({better} is better for b)")
-        if letter in memory:
-            ratio = memory["b"] / memory[letter]
-            print(f"    {'peak memory (RSS)':36s} {ratio:8.3f}  (lower is better for b)")
+            print(f"    {name:36s} {ratio:8.3f}  ({better} is better for {mine})")
+        if mine in memory and theirs in memory:
+            ratio = memory[mine] / memory[theirs]
+            print(f"    {'peak memory (RSS)':36s} {ratio:8.3f}  (lower is better for {mine})")
 
 
 def main() -> int:
@@ -269,6 +271,24 @@ def main() -> int:
             "b: reference server (HTTP stream)",
             http_streamer(client, f"http://127.0.0.1:{ours_port}/v1/chat/completions", "mythomax"),
             pid=ours.pid,
+        )
+    )
+    defaults_port = free_port()
+    user_env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    defaults = stack.enter_context(
+        server(
+            [sys.executable, "-m", "reference.cli", "--port", str(defaults_port)],
+            defaults_port,
+            user_env,
+        )
+    )
+    contenders.append(
+        Contender(
+            "e: reference server, its defaults",
+            http_streamer(
+                client, f"http://127.0.0.1:{defaults_port}/v1/chat/completions", "mythomax"
+            ),
+            pid=defaults.pid,
         )
     )
     if args.other_python:

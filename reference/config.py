@@ -41,6 +41,12 @@ class ServerConfig:
     """Request bodies larger than this are a 422 with loc ["body"]."""
     shutdown_grace: float = 5.0
     """Seconds running generations get to finish after SIGTERM before they are stopped."""
+    head_timeout: float = 10.0
+    """Seconds a connection may take to send a request's head; then it is closed."""
+    body_timeout: float = 30.0
+    """Seconds a request body may go without a byte; then its connection is closed."""
+    max_connections: int = 1000
+    """Open connections; one more closes the one idle longest (`reference.connections`)."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,7 @@ class ModelConfig:
     """The GGUF file; None is the installed default model."""
     context_size: int = 2048
     threads: int | None = None
-    """llama.cpp threads; None leaves llama.cpp's default."""
+    """llama.cpp threads; None: one per physical core the process may use (`host_cpus`)."""
     chat_format: str | None = None
     """A llama-cpp-python chat format name; None uses the GGUF's own template."""
     extra_buffer_types: bool = False
@@ -287,7 +293,11 @@ class _Reader:
             values["max_body_bytes"] = self.integer(
                 table["max_body_bytes"], "server.max_body_bytes", minimum=1024
             )
-        for name in ("request_timeout", "shutdown_grace"):
+        if "max_connections" in table:
+            values["max_connections"] = self.integer(
+                table["max_connections"], "server.max_connections", minimum=1
+            )
+        for name in ("request_timeout", "shutdown_grace", "head_timeout", "body_timeout"):
             if name in table:
                 values[name] = self.seconds(table[name], f"server.{name}")
         return ServerConfig(**values)

@@ -46,6 +46,7 @@ from reference.engine._base import (
 )
 from reference.engine._prefix import PROMPT_CHUNK, chunk_plan, shared_chunks, turn_boundaries
 from reference.engine._stops import StopMatcher
+from reference.host_cpus import default_threads
 from reference.schema_limits import check_grammar, check_schema
 
 __all__ = ["CHAT_FORMATS", "LlamaEngine", "load_engine"]
@@ -158,7 +159,8 @@ def load_engine(
     """Load a GGUF model and return its engine.
 
     llama.cpp rounds ``context_size`` up to a multiple of 256; the engine's ``context_size``
-    reports the size it really got. ``threads=None`` keeps llama-cpp-python's defaults. The
+    reports the size it really got. ``threads=None`` runs one thread per physical core this
+    process may use (`reference.host_cpus.default_threads`, logged). The
     chat template is the GGUF's own (``tokenizer.chat_template``) unless ``chat_format`` names
     one of `CHAT_FORMATS` or ``chat_template`` gives Jinja source; give at most one of the
     two. ``name`` defaults to the file's stem. ``extra_buffer_types`` turns on llama.cpp's
@@ -176,6 +178,10 @@ def load_engine(
         raise ValueError(f"unknown chat_format {chat_format!r}; known: {sorted(CHAT_FORMATS)}")
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}")
+    if threads is None:
+        chosen = default_threads()
+        threads = chosen.threads
+        _LOGGER.info("%s: %d llama.cpp threads (%s)", path.name, threads, chosen.reason)
     _LOG_ROUTER.install()
     try:
         llama = _bindings.open_llama(
