@@ -3,7 +3,8 @@
 A schema that becomes a grammar beyond the limits of `reference.schema_limits` is a 400 naming the
 field and the limit, before any work (it used to kill the process: llama.cpp's recursive grammar
 parser overflowed the C stack). Text UTF-8 cannot encode (a lone surrogate, which JSON allows)
-is quoted in the answer as U+FFFD (it used to turn a 422 into a 500 with an empty body).
+is quoted in the answer as U+FFFD (it used to turn a 422 into a 500 with an empty body). A
+body that floods a list or map with items is explained from its first ones, in bounded work.
 """
 
 from __future__ import annotations
@@ -305,3 +306,27 @@ def test_a_path_with_an_unencodable_byte_sequence_is_documented(
     assert reply.status in (404, 422), reply.text[:300]
     assert reply.text
     json.loads(reply.text)
+
+
+#: Bodies under the 4 MiB limit whose errors once took gigabytes and minutes: a million wrong
+#: `messages` items grew the process to 24 GB. Each is answered at its first items.
+FLOODS: dict[str, tuple[dict[str, Any], list[Any]]] = {
+    "a million wrong messages": (_chat(messages=[1] * 1_000_000), ["body", "messages", 0]),
+    "one wrong message after many": (
+        _chat(messages=HI * 100_000 + [1]),
+        ["body", "messages", 100_000],
+    ),
+    "stop items": (_chat(stop=[1] * 1_000_000), ["body", "stop"]),
+    "logit_bias keys": (_chat(logit_bias={f"k{i}": 1 for i in range(200_000)}), None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FLOODS))
+def test_a_flood_of_list_items_is_a_fast_422(app: falcon.asgi.App, case: str) -> None:
+    body, first_loc = FLOODS[case]
+    reply = _post(app, CHAT, body)
+    assert reply.status == 422, reply.text[:300]
+    detail = json.loads(reply.text)["detail"]
+    if first_loc is not None:
+        assert detail[0]["loc"] == first_loc
+    _assert_still_serves(app)

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 import spec
+from reference.error_search import KEEP
 from reference.errors import RequestValidationError
 from reference.validation import (
     MAX_DETAIL_ITEMS,
@@ -186,8 +187,11 @@ def test_every_error_is_reported() -> None:
 
 
 def test_detail_is_bounded_for_huge_invalid_bodies() -> None:
-    items = detail("createChatCompletion", {"model": "m", "messages": [1] * 10_000})
+    items = detail("createChatCompletion", {"model": "m", "messages": [1] * 1_000})
     assert len(items) == MAX_DETAIL_ITEMS
+    # Larger than EXPLAIN_NODES: the first items of each list are explained (error_search.KEEP).
+    items = detail("createChatCompletion", {"model": "m", "messages": [1] * 10_000})
+    assert [item["loc"] for item in items] == [["body", "messages", i] for i in range(KEEP)]
 
 
 def test_huge_strings_do_not_end_up_in_messages() -> None:
@@ -288,3 +292,79 @@ def test_a_huge_valid_body_is_validated_quickly(monkeypatch: pytest.MonkeyPatch)
     body["messages"].append({"role": "bogus"})
     (item,) = detail("createChatCompletion", body)
     assert item["loc"] == ["body", "messages", 80_000, "role"]
+
+
+class _CountingValidator:
+    """A `jsonschema_rs` validator that records how many JSON values each `iter_errors` sees."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+        self.seen: list[int] = []
+
+    def is_valid(self, instance: Any) -> bool:
+        return bool(self._real.is_valid(instance))
+
+    def validate(self, instance: Any) -> None:
+        self._real.validate(instance)
+
+    def iter_errors(self, instance: Any) -> Any:
+        self.seen.append(_values(instance))
+        return self._real.iter_errors(instance)
+
+
+def _values(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + sum(map(_values, value.values()))
+    if isinstance(value, list):
+        return 1 + sum(map(_values, value))
+    return 1
+
+
+TEXT_PART = {"type": "text", "text": "x"}
+FLOODS = {
+    # name: (body, the loc of the first detail item, its type)
+    "wrong items": ({"messages": [1] * 1_000_000}, ["messages", 0], "dict_type"),
+    "one wrong item after many": (
+        {"messages": [USER] * 100_000 + [1]},
+        ["messages", 100_000],
+        "dict_type",
+    ),
+    "a wrong part deep in a late message": (
+        {"messages": [USER] * 5_000 + [{"role": "user", "content": [TEXT_PART] * 3_000 + [1]}]},
+        ["messages", 5_000, "content", 3_000],
+        "dict_type",
+    ),
+    "wrong stop items": ({"messages": [USER], "stop": [1] * 500_000}, ["stop"], "too_long"),
+    "too many right tools": (
+        {"messages": [USER], "tools": [{"type": "function", "function": {"name": "f"}}] * 50_000},
+        ["tools"],
+        "too_long",
+    ),
+    "wrong logit_bias keys": (
+        {"messages": [USER], "logit_bias": {f"k{i}": 1 for i in range(300_000)}},
+        ["logit_bias", "k0"],
+        "string_pattern_mismatch",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", FLOODS)
+def test_a_flood_is_explained_without_building_its_errors(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `jsonschema_rs` builds every error before the first is read (a million wrong items took
+    # gigabytes), and `jsonschema` walks a large body for seconds: neither may see the flood.
+    fields, loc, type_ = FLOODS[name]
+    checker = validator("createChatCompletion")
+    counting = _CountingValidator(checker._fast._validator)
+    monkeypatch.setattr(checker._fast, "_validator", counting)
+
+    def slow_path(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a large body went through jsonschema")
+
+    monkeypatch.setattr(checker, "_body", SimpleNamespace(iter_errors=slow_path))
+    with pytest.raises(RequestValidationError) as failure:
+        checker.validate_body({"model": "m", **fields})
+    first = failure.value.detail[0]
+    assert (first["loc"], first["type"]) == (["body", *loc], type_)
+    assert counting.seen and max(counting.seen) < 20_000
