@@ -116,16 +116,21 @@ def server(
 
 
 def bench_config(model: Path, args: argparse.Namespace, extra: list[str]) -> Path:
-    """A config mapping every Mimic name to ``model`` with the bench's settings and ``extra``."""
+    """A config mapping every Mimic name to ``model`` with the bench's settings and ``extra``.
+
+    A line of ``extra`` replaces the bench's own setting of the same key (``threads = 1``).
+    """
     config = Path(tempfile.mkdtemp()) / "bench.toml"
-    lines = "".join(f"{line}\n" for line in extra)
-    config.write_text(
-        "".join(
-            f'[models.{name}]\npath = "{model}"\ncontext_size = {args.context}\n'
-            f"threads = {args.threads}\n{lines}"
-            for name in MODEL_NAMES
-        )
-    )
+    settings = {
+        "path": f'"{model}"',
+        "context_size": str(args.context),
+        "threads": str(args.threads),
+    }
+    for line in extra:
+        key, _, value = line.partition("=")
+        settings[key.strip()] = value.strip()
+    table = "".join(f"{key} = {value}\n" for key, value in settings.items())
+    config.write_text("".join(f"[models.{name}]\n{table}" for name in MODEL_NAMES))
     return config
 
 
@@ -318,7 +323,7 @@ def main() -> int:
             )
         )
     try:
-        import llama_cpp.server  # noqa: F401
+        import llama_cpp.server.app  # noqa: F401  (its extra: fastapi, starlette, ...)
 
         theirs = stack.enter_context(
             server(
