@@ -8,6 +8,7 @@ import jsonschema_rs
 import pytest
 
 from reference.error_search import KEEP, KEEP_MEMBERS, locate
+from tests.reference._recording_validator import RecordingValidator, json_values
 
 INTEGERS = {"type": "array", "items": {"type": "integer"}}
 SCHEMA = {
@@ -21,38 +22,12 @@ SCHEMA = {
 }
 
 
-class Recording:
-    """A real validator that remembers the size of what `iter_errors` was given."""
-
-    def __init__(self) -> None:
-        self.real = jsonschema_rs.Draft202012Validator(SCHEMA)
-        self.sizes: list[int] = []
-
-    def is_valid(self, instance: Any) -> bool:
-        return bool(self.real.is_valid(instance))
-
-    def validate(self, instance: Any) -> None:
-        self.real.validate(instance)
-
-    def iter_errors(self, instance: Any) -> Any:
-        self.sizes.append(size(instance))
-        return self.real.iter_errors(instance)
-
-
-def size(value: Any) -> int:
-    if isinstance(value, dict):
-        return 1 + sum(map(size, value.values()))
-    if isinstance(value, list):
-        return 1 + sum(map(size, value))
-    return 1
-
-
-def errors(document: Any, *, limit: int = 100) -> tuple[list[tuple[Any, ...]], Recording]:
-    recording = Recording()
+def errors(document: Any, *, limit: int = 100) -> tuple[list[tuple[Any, ...]], RecordingValidator]:
+    recording = RecordingValidator(jsonschema_rs.Draft202012Validator(SCHEMA))
     found = locate(
         document,
         recording,
-        is_large=lambda value: size(value) > 50,
+        is_large=lambda value: json_values(value) > 50,
         error_type=jsonschema_rs.ValidationError,
         limit=limit,
     )
@@ -71,7 +46,7 @@ def test_a_small_document_has_all_its_errors() -> None:
             ],
         )
     )
-    assert recording.sizes == [size({"rows": [[1, "a"], ["b"]], "short": [1, 2, 3, 4, 5]})]
+    assert recording.sizes == [json_values({"rows": [[1, "a"], ["b"]], "short": [1, 2, 3, 4, 5]})]
 
 
 def test_errors_within_the_kept_items_are_found_in_the_cut_document() -> None:

@@ -16,6 +16,7 @@ from reference.validation import (
     parse_json_body,
 )
 from tests.reference._http import assert_conforms
+from tests.reference._recording_validator import RecordingValidator
 
 CONTRACT = spec.contract()
 USER = {"role": "user", "content": "hi"}
@@ -294,32 +295,6 @@ def test_a_huge_valid_body_is_validated_quickly(monkeypatch: pytest.MonkeyPatch)
     assert item["loc"] == ["body", "messages", 80_000, "role"]
 
 
-class _CountingValidator:
-    """A `jsonschema_rs` validator that records how many JSON values each `iter_errors` sees."""
-
-    def __init__(self, real: Any) -> None:
-        self._real = real
-        self.seen: list[int] = []
-
-    def is_valid(self, instance: Any) -> bool:
-        return bool(self._real.is_valid(instance))
-
-    def validate(self, instance: Any) -> None:
-        self._real.validate(instance)
-
-    def iter_errors(self, instance: Any) -> Any:
-        self.seen.append(_values(instance))
-        return self._real.iter_errors(instance)
-
-
-def _values(value: Any) -> int:
-    if isinstance(value, dict):
-        return 1 + sum(map(_values, value.values()))
-    if isinstance(value, list):
-        return 1 + sum(map(_values, value))
-    return 1
-
-
 TEXT_PART = {"type": "text", "text": "x"}
 FLOODS = {
     # name: (body, the loc of the first detail item, its type)
@@ -356,7 +331,7 @@ def test_a_flood_is_explained_without_building_its_errors(
     # gigabytes), and `jsonschema` walks a large body for seconds: neither may see the flood.
     fields, loc, type_ = FLOODS[name]
     checker = validator("createChatCompletion")
-    counting = _CountingValidator(checker._fast._validator)
+    counting = RecordingValidator(checker._fast._validator)
     monkeypatch.setattr(checker._fast, "_validator", counting)
 
     def slow_path(*args: Any, **kwargs: Any) -> Any:
@@ -367,4 +342,4 @@ def test_a_flood_is_explained_without_building_its_errors(
         checker.validate_body({"model": "m", **fields})
     first = failure.value.detail[0]
     assert (first["loc"], first["type"]) == (["body", *loc], type_)
-    assert counting.seen and max(counting.seen) < 20_000
+    assert counting.sizes and max(counting.sizes) < 20_000
