@@ -22,12 +22,7 @@ import uvicorn
 
 from reference.app import create_app
 from reference.config import Config, ConfigError
-from reference.connections import (
-    ConnectionLimits,
-    RateLimitFilter,
-    guarded_protocol,
-    usable_connections,
-)
+from reference.connections import RateLimitFilter, guarded_protocol, limits_for
 from reference.disconnect import CancelOnDisconnect
 from reference.pool import ModelPool
 from reference.preflight import EngineCannotRun, prove_all
@@ -110,17 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mimic-reference: {error}", file=sys.stderr)
         return 4
     app = create_app(config, pool=pool)
-    limits = ConnectionLimits(
-        head_timeout=config.server.head_timeout,
-        body_timeout=config.server.body_timeout,
-        max_connections=usable_connections(config.server.max_connections),
+    limits = limits_for(
+        config.server.head_timeout, config.server.body_timeout, config.server.max_connections
     )
-    if limits.max_connections < config.server.max_connections:
-        logging.getLogger("mimic.reference").warning(
-            "max_connections %d: this process may open fewer files; using %d",
-            config.server.max_connections,
-            limits.max_connections,
-        )
     # Records a client can cause at will: refused accepts, malformed requests, closed connections.
     for noisy in ("asyncio", "uvicorn.error", "mimic.reference.connections"):
         logging.getLogger(noisy).addFilter(RateLimitFilter())

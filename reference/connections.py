@@ -33,7 +33,7 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["ConnectionLimits", "RateLimitFilter", "guarded_protocol", "usable_connections"]
+__all__ = ["ConnectionLimits", "RateLimitFilter", "guarded_protocol", "limits_for"]
 
 logger = logging.getLogger("mimic.reference.connections")
 
@@ -50,12 +50,19 @@ class ConnectionLimits:
     max_connections: int = 1000
 
 
-def usable_connections(configured: int) -> int:
-    """``configured``, or fewer if the process may not open that many file descriptors."""
+def limits_for(head_timeout: float, body_timeout: float, max_connections: int) -> ConnectionLimits:
+    """The limits as configured, with fewer connections if the process may open fewer files."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return configured
-    return max(1, min(configured, soft - _SPARE_DESCRIPTORS))
+    usable = max_connections
+    if soft != resource.RLIM_INFINITY:
+        usable = max(1, min(max_connections, soft - _SPARE_DESCRIPTORS))
+    if usable < max_connections:
+        logger.warning(
+            "max_connections %d: this process may open fewer files; using %d",
+            max_connections,
+            usable,
+        )
+    return ConnectionLimits(head_timeout, body_timeout, usable)
 
 
 def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
