@@ -67,37 +67,43 @@ def limits_for(head_timeout: float, body_timeout: float, max_connections: int) -
 
 def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
     """The h11 protocol of uvicorn with ``limits`` applied, for ``uvicorn.Config(http=...)``."""
+    #: Connections waiting for a request's head, longest-waiting first (dicts keep order).
+    waiting: dict[GuardedH11Protocol, None] = {}
 
     class GuardedH11Protocol(H11Protocol):
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             self._deadline: asyncio.TimerHandle | None = None
-            self._waiting_since = time.monotonic()
+            waiting[self] = None
             self._arm(limits.head_timeout, "its request head")
             if len(self.connections) > limits.max_connections:
                 self._shed()
 
         def data_received(self, data: bytes) -> None:
-            waited = self._waiting_for_head()
             super().data_received(data)
             if self.transport.is_closing():
                 return
             if self._waiting_for_head():
-                if not waited or self._deadline is None:
-                    self._waiting_since = time.monotonic()
+                if self._deadline is None:  # the first byte of a next request
                     self._arm(limits.head_timeout, "its request head")
-            elif self._in_body():
-                self._arm(limits.body_timeout, "the next byte of its body")
             else:
-                self._disarm()
+                waiting.pop(self, None)
+                if self._in_body():
+                    self._arm(limits.body_timeout, "the next byte of its body")
+                else:
+                    self._disarm()
 
         def on_response_complete(self) -> None:
             # Between requests, uvicorn's keep-alive timeout applies until the next byte.
             self._disarm()
             super().on_response_complete()
+            if self._waiting_for_head() and not self.transport.is_closing():
+                waiting.pop(self, None)
+                waiting[self] = None  # waits again, from now: to the end of the line
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            waiting.pop(self, None)
             super().connection_lost(exc)
 
         def _waiting_for_head(self) -> bool:
@@ -128,15 +134,8 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
             self.transport.close()
 
         def _shed(self) -> None:
-            idle = [
-                connection
-                for connection in self.connections
-                if isinstance(connection, GuardedH11Protocol)
-                and connection is not self
-                and connection._waiting_for_head()
-                and not connection.transport.is_closing()
-            ]
-            victim = min(idle, key=lambda c: c._waiting_since, default=self)
+            victim = next((c for c in waiting if c is not self), self)
+            waiting.pop(victim, None)
             logger.warning(
                 "more than %d connections: closed %s",
                 limits.max_connections,
