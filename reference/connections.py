@@ -18,7 +18,8 @@ complete one. So `guarded_protocol` extends uvicorn's h11 protocol with:
 
 A connection past a deadline is closed without an answer: its client is not speaking HTTP at
 a useful pace, and an answer would be one more write to a peer that does not read.
-`RateLimitFilter` keeps such events (and asyncio's accept errors) from flooding the log.
+`RateLimitFilter` keeps such events (and asyncio's accept errors) from flooding the log. The
+server speaks HTTP/1.1 through h11 alone, with or without httptools installed.
 """
 
 from __future__ import annotations
