@@ -22,6 +22,7 @@ from reference.engine import (
     SamplingParams,
 )
 from reference.engine._stops import StopMatcher
+from reference.schema_limits import MAX_ALTERNATIVES
 
 if TYPE_CHECKING:
     from reference.engine import LlamaEngine
@@ -297,6 +298,23 @@ def test_cancel_stops_within_a_token(engine: LlamaEngine, chat_prompt: list[int]
     already = threading.Event()
     already.set()
     assert list(engine.generate(chat_prompt, SamplingParams(max_tokens=5), already)) == []
+
+
+@pytest.mark.model
+def test_cancel_stops_a_generation_under_the_largest_grammar_within_a_token(
+    engine: LlamaEngine, chat_prompt: list[int]
+) -> None:
+    # The grammar's work per token is bounded by schema_limits.MAX_ALTERNATIVES (measured there);
+    # what a leaving client waits for is that one token, never the rest of the generation.
+    values = [f"value number {i} of the list" for i in range(MAX_ALTERNATIVES)]
+    params = SamplingParams(max_tokens=12, temperature=0, json_schema={"enum": values})
+    cancel = threading.Event()
+    items = []
+    for item in engine.generate(chat_prompt, params, cancel):
+        items.append(item)
+        cancel.set()
+    assert len(items) == 1
+    assert not isinstance(items[0], Finish)
 
 
 @pytest.mark.model
