@@ -16,7 +16,7 @@ import pytest
 
 import spec
 from conformance.profile import PROFILES, Settings
-from conformance.requirements import unknown_patterns
+from conformance.requirements import hostile_only_patterns, unknown_patterns
 
 __all__ = ["DEFAULT_TIMEOUT", "OPTIONS", "add_options", "read_settings"]
 
@@ -45,10 +45,19 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
         "do not judge this requirement ID or glob (repeatable)",
     ),
     ("--gate-should", "MIMIC_GATE_SHOULD", "fail the run on SHOULD requirements too"),
+    (
+        "--robust",
+        "MIMIC_ROBUST",
+        "also judge the ROBUST-* requirements, which send hostile traffic (floods, idle "
+        "connections), after every other check",
+    ),
     ("--profile", "MIMIC_PROFILE", "quick (local, < 30 s), full (CI; the default) or thorough"),
     ("--spec", "MIMIC_SPEC", "the OpenAPI document to judge against (default: the kit's own)"),
 )
 """Each option of the suite: (option, environment variable, help)."""
+
+
+_FLAGS = ("--gate-should", "--robust")
 
 
 def _dest(option: str) -> str:
@@ -60,7 +69,7 @@ def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("mimic-conformance", "Mimic conformance suite")
     for option, env, help_text in OPTIONS:
         kwargs: dict[str, Any] = {"dest": _dest(option), "help": f"{help_text} [${env}]"}
-        if option == "--gate-should":
+        if option in _FLAGS:
             kwargs.update(action="store_true", default=None)
         elif option in ("--requirement", "--skip-requirement"):
             kwargs.update(action="append", default=None, metavar="ID")
@@ -92,6 +101,10 @@ def _patterns(value: Any) -> tuple[str, ...]:
     return tuple(p.strip() for item in items for p in str(item).split(",") if p.strip())
 
 
+def _flag(value: Any) -> bool:
+    return value is True or str(value).lower() in ("1", "true", "yes", "on")
+
+
 def _number(value: Any, name: str, kind: type) -> Any:
     try:
         number = kind(value)
@@ -117,6 +130,13 @@ def read_settings(config: pytest.Config, *, seed: int | None = None) -> Settings
     unknown = unknown_patterns(include + exclude)
     if unknown:
         raise pytest.UsageError(f"no requirement matches {', '.join(unknown)}")
+    robust = _flag(raw["--robust"])
+    hostile_only = hostile_only_patterns(include)
+    if hostile_only and not robust:
+        raise pytest.UsageError(
+            f"{', '.join(hostile_only)} sends hostile traffic (floods, idle connections): "
+            "add --robust to judge it"
+        )
     if seed is None:
         if raw["--seed"] is not None:
             seed = _number(raw["--seed"], "--seed", int)
@@ -129,7 +149,6 @@ def read_settings(config: pytest.Config, *, seed: int | None = None) -> Settings
     )
     if max_examples is not None and max_examples < 1:
         raise pytest.UsageError("--max-examples must be at least 1")
-    gate = raw["--gate-should"]
     spec_path = Path(raw["--spec"]) if raw["--spec"] else spec.SPEC_PATH
     if not spec_path.is_file():
         raise pytest.UsageError(f"--spec {spec_path}: no such file")
@@ -144,7 +163,8 @@ def read_settings(config: pytest.Config, *, seed: int | None = None) -> Settings
         report_dir=Path(raw["--report-dir"] or "reports"),
         requirements=include,
         skip_requirements=exclude,
-        gate_should=gate is True or str(gate).lower() in ("1", "true", "yes", "on"),
+        gate_should=_flag(raw["--gate-should"]),
+        robust=robust,
         profile=PROFILES[profile_name],
         spec_path=spec_path,
     )

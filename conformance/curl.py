@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 
 from conformance.exchange import RequestSpec
 
-__all__ = ["SECRET_ENV_VAR", "to_curl"]
+__all__ = ["SECRET_ENV_VAR", "printf_command", "to_curl"]
 
 SECRET_ENV_VAR = "MIMIC_API_KEY"
 """The environment variable that stands for the first secret in a curl command."""
@@ -84,6 +84,11 @@ def _printf_format(body: bytes) -> str:
     return "".join(pieces)
 
 
+def printf_command(data: bytes) -> str:
+    """A ``printf`` command that writes exactly ``data`` (any bytes) to standard output."""
+    return f"printf {shlex.quote(_printf_format(data))}"
+
+
 def _header_word(name: str, value: str, secrets: Mapping[str, str]) -> str:
     # "Name:" alone would make curl *remove* the header; "Name;" sends it empty.
     return _shell_word(f"{name};" if value == "" else f"{name}: {value}", secrets)
@@ -130,10 +135,13 @@ def to_curl(
         if len(body) > _EXPECT_THRESHOLD and request.header("expect") is None:
             options.append("-H 'Expect:'")
         # curl reads a --data-binary value starting with '@' as a file name: pipe such bodies.
-        if _is_shell_text(body) and not body.startswith(b"@"):
+        if request.body_source is not None:
+            prefix = f"{request.body_source} | "
+            options.append("--data-binary @-")
+        elif _is_shell_text(body) and not body.startswith(b"@"):
             options.append(f"--data-binary {_shell_word(body.decode('utf-8'), names)}")
         else:
-            prefix = f"printf {shlex.quote(_printf_format(body))} | "
+            prefix = f"{printf_command(body)} | "
             options.append("--data-binary @-")
     separator = " \\\n  " if multiline else " "
     return prefix + separator.join([" ".join(words), *options])

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeAlias
 
 from conformance.sse import Deviation, Event
@@ -73,6 +73,9 @@ class RequestSpec:
     url: str
     headers: HeaderPairs = ()
     body: bytes | None = None
+    body_source: str | None = None
+    """A short shell command that writes ``body`` to its standard output, for a body too large
+    to quote (a flood of a million items): the request's curl command then reads it from there."""
 
     def __post_init__(self) -> None:
         if not self.method or not self.method.isascii() or not self.method.isalpha():
@@ -84,6 +87,8 @@ class RequestSpec:
             if not isinstance(self.body, bytearray | memoryview):
                 raise TypeError(f"body must be bytes or None, not {type(self.body).__name__}")
             object.__setattr__(self, "body", bytes(self.body))
+        if self.body_source is not None and self.body is None:
+            raise ValueError("body_source describes a body, and the request has none")
 
     @classmethod
     def json(
@@ -110,11 +115,7 @@ class RequestSpec:
     ) -> RequestSpec:
         """Return a copy with each default header added unless the request already has it."""
         extra = tuple(pair for pair in header_pairs(defaults) if self.header(pair[0]) is None)
-        return (
-            self
-            if not extra
-            else RequestSpec(self.method, self.url, (*self.headers, *extra), self.body)
-        )
+        return self if not extra else replace(self, headers=(*self.headers, *extra))
 
     def json_body(self) -> Any:
         """Return the body parsed as JSON, or ``None`` if there is none or it is not JSON."""

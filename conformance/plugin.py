@@ -40,6 +40,7 @@ from conformance._recording import (
 from conformance._reference_process import NO_REFERENCE_MESSAGE, ReferenceServer
 from conformance._xdist import WorkerResults, hand_back, hand_over, handed_over, is_worker
 from conformance.report import write_reports
+from conformance.requirements import is_hostile
 from conformance.results import RunRecord, utc_now
 from conformance.suite._judgement import Judgement
 from conformance.suite._operations import SELECTORS
@@ -229,7 +230,10 @@ def _marks(obj: object, name: str) -> list[pytest.Mark]:
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
-    """Keep the tests of the selected requirements; remember which requirements each judges."""
+    """Keep the tests of the selected requirements, hostile ones last.
+
+    Also remember which requirements each test judges.
+    """
     selected = run_state(config).run.selected_ids
     kept, dropped = [], []
     for item in items:
@@ -245,7 +249,9 @@ def pytest_collection_modifyitems(
             dropped.append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
+    # Hostile traffic goes last: a target it takes down has been judged on everything else.
+    kept.sort(key=lambda item: any(is_hostile(rid) for rid in item.stash.get(REQUIREMENTS, ())))
+    items[:] = kept
 
 
 # ------------------------------------------------------------------------------ fixtures

@@ -108,6 +108,8 @@ class Settings:
     gate_should: bool
     profile: Profile
     spec_path: Path
+    robust: bool = False
+    """Whether the hostile ``ROBUST-*`` requirements are judged (``--robust``)."""
 
     @property
     def examples(self) -> int:
@@ -126,6 +128,7 @@ class Settings:
             "requirement": list(self.requirements),
             "skip_requirement": list(self.skip_requirements),
             "gate_should": self.gate_should,
+            "robust": self.robust,
             "profile": self.profile.name,
             "spec": str(self.spec_path),
         }

@@ -3,8 +3,9 @@
 A requirement is one rule a conforming server keeps, stated in one sentence. The IDs are stable
 (reports, CI gates and ``--requirement`` selections name them), so rename nothing: add new ones.
 Each ID starts with its family (``SCHEMA``, ``STREAM``, ``ERR``, ``AUTH``, ``SEM``,
-``FIELD``), which is also how the suite's test modules are split: ``FIELD`` holds what each
-documented request field (beyond the sampling basics) must visibly do.
+``FIELD``, ``ROBUST``), which is also how the suite's test modules are split: ``FIELD`` holds
+what each documented request field (beyond the sampling basics) must visibly do, ``ROBUST`` what
+a server does with hostile traffic (judged only on request, see :data:`HOSTILE_FAMILY`).
 
 Each source names the places the rule comes from, all shipped with the kit (see
 :mod:`conformance.sources`): nodes of the contract by JSON pointer (``spec:#/components/...``),
@@ -23,8 +24,11 @@ from conformance.results import Level, Requirement
 
 __all__ = [
     "FAMILIES",
+    "HOSTILE_FAMILY",
     "REQUIREMENTS",
     "family_of",
+    "hostile_only_patterns",
+    "is_hostile",
     "requirement",
     "select",
     "unknown_patterns",
@@ -456,10 +460,51 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "spec:#/components/schemas/ChatCompletionRequest/properties/audio; "
         "spec:#/components/schemas/ChatCompletionRequest/properties/modalities",
     ),
+    # ------------------------------------------------------------------ hostile input (opt-in)
+    Requirement(
+        "ROBUST-SCHEMA-BOMB",
+        _MUST,
+        "A schema that is costly as a grammar (maxItems 1,000,000, 500-deep nesting, 10,000 "
+        "enum values, a pattern repeated a million times) is answered 2xx, 400 or 422 in "
+        "bounded time, and the target then serves a valid request.",
+        f"{_INFO} (Limits); spec:#/components/schemas/ResponseFormatJsonSchema; "
+        "verdicts:#hostile-traffic",
+    ),
+    Requirement(
+        "ROBUST-FLOOD",
+        _MUST,
+        "A body within the size limit that floods a list or map with a million invalid items, "
+        "or a body over the limit, is answered 4xx in bounded time, and the target then serves "
+        "a valid request.",
+        f"{_INFO} (Limits; Request bodies); verdicts:#hostile-traffic",
+    ),
+    Requirement(
+        "ROBUST-UNENCODABLE",
+        _MUST,
+        "A lone surrogate in any string or key of a body is answered with a documented status "
+        "other than 5xx and a JSON body, and the target then serves a valid request.",
+        f"{_INFO} (Unencodable text; Limits); verdicts:#hostile-traffic",
+    ),
+    Requirement(
+        "ROBUST-IDLE-CONNECTIONS",
+        _MUST,
+        "While 2,000 connections sit open without sending a request, a valid request on a new "
+        "connection is served 2xx in bounded time.",
+        f"{_INFO} (Limits); verdicts:#hostile-traffic",
+    ),
+    Requirement(
+        "ROBUST-STALLED-CLOSED",
+        _SHOULD,
+        "A connection whose request head, or body, stops arriving is closed (or answered 4xx) "
+        "within the request timeout.",
+        f"{_INFO} (Limits); verdicts:#hostile-traffic",
+    ),
 )
 
-FAMILIES: tuple[str, ...] = ("SCHEMA", "STREAM", "ERR", "AUTH", "SEM", "FIELD")
+FAMILIES: tuple[str, ...] = ("SCHEMA", "STREAM", "ERR", "AUTH", "SEM", "FIELD", "ROBUST")
 """The requirement families, in report order."""
+HOSTILE_FAMILY = "ROBUST"
+"""The family that sends hostile traffic: judged only when a run opts in (``--robust``)."""
 
 _BY_ID: Mapping[str, Requirement] = MappingProxyType({req.id: req for req in REQUIREMENTS})
 if len(_BY_ID) != len(REQUIREMENTS):  # pragma: no cover - guards edits to the table above
@@ -488,15 +533,33 @@ def unknown_patterns(patterns: Iterable[str]) -> list[str]:
     return [p for p in patterns if not any(_matches(r.id, p) for r in REQUIREMENTS)]
 
 
-def select(include: Sequence[str] = (), exclude: Sequence[str] = ()) -> tuple[Requirement, ...]:
+def is_hostile(requirement_id: str) -> bool:
+    """Whether judging this requirement sends hostile traffic (the ``ROBUST`` family)."""
+    return family_of(requirement_id) == HOSTILE_FAMILY
+
+
+def hostile_only_patterns(patterns: Iterable[str]) -> list[str]:
+    """The patterns that match hostile requirements only: they select nothing without opting in."""
+    return [
+        p
+        for p in patterns
+        if any(_matches(r.id, p) for r in REQUIREMENTS)
+        and all(is_hostile(r.id) for r in REQUIREMENTS if _matches(r.id, p))
+    ]
+
+
+def select(
+    include: Sequence[str] = (), exclude: Sequence[str] = (), *, hostile: bool = False
+) -> tuple[Requirement, ...]:
     """The requirements that match any ``include`` pattern (all if none) and no ``exclude`` one.
 
     Patterns are IDs or shell-style globs (``STREAM-*``), matched case-insensitively; the
-    result keeps catalogue order.
+    result keeps catalogue order. The hostile family is left out unless ``hostile`` is true.
     """
     return tuple(
         req
         for req in REQUIREMENTS
-        if (not include or any(_matches(req.id, p) for p in include))
+        if (hostile or not is_hostile(req.id))
+        and (not include or any(_matches(req.id, p) for p in include))
         and not any(_matches(req.id, p) for p in exclude)
     )

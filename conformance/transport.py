@@ -31,7 +31,7 @@ import math
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, cast
 
 import httpcore
@@ -460,8 +460,7 @@ class Transport:
         url = request.url
         if not url.startswith(("http://", "https://")):
             url = self.base_url + ("" if url.startswith("/") else "/") + url
-        prepared = RequestSpec(request.method, url, request.headers, request.body)
-        return prepared.with_default_headers(self.headers)
+        return replace(request, url=url).with_default_headers(self.headers)
 
     def send(
         self,

@@ -179,6 +179,10 @@ def _context(record: RunRecord, json_name: str) -> dict[str, Any]:
         ("Started", record.started_at),
         ("Finished", record.finished_at or "not finished"),
         ("Gate on SHOULD", "yes" if record.gate_should else "no"),
+        (
+            "Hostile traffic (ROBUST-*)",
+            "sent (--robust)" if record.options.get("robust") else "not sent (no --robust)",
+        ),
     ]
     source_links, sources = sources_view(record.requirements, kit_library())
     return {

@@ -69,7 +69,8 @@ def render_markdown(record: RunRecord, *, html_path: str | Path | None = None) -
         "",
         f"Target {_escape(record.target)} · spec {_escape(record.spec_version)} "
         f"({record.spec_sha256[:12]}) · kit {_escape(record.kit_version)} · "
-        f"seed {record.seed if record.seed is not None else 'none'}",
+        f"seed {record.seed if record.seed is not None else 'none'} · "
+        + ("hostile traffic sent (--robust)" if record.options.get("robust") else "no --robust"),
         "",
         "| Level | Pass | Fail | Error | Skip | Conformance |",
         "|---|---:|---:|---:|---:|---:|",

@@ -46,10 +46,12 @@ class Judgement:
         exchange: Exchange | None = None,
         stream: StreamResult | None = None,
         extra: dict[str, Any] | None = None,
+        command: str | None = None,
     ) -> bool:
         """Count one judged sample: a pass if ``findings`` has none for this requirement.
 
-        Returns whether the sample passed.
+        ``command`` reproduces a sample that was not one HTTP request (a stalled connection);
+        it stands in the evidence where a curl command would. Returns whether the sample passed.
         """
         mine = [f for f in findings if f.requirement_id == self.requirement_id]
         if not mine:
@@ -66,6 +68,8 @@ class Judgement:
             self.failure = self.run.evidence(
                 self.operation, mine[0].message, exchange, stream=stream, extra=details
             )
+            if command is not None and self.failure.curl is None:
+                self.failure.curl = command
         return False
 
     def transport_error(self, exchange: Exchange, *, stream: StreamResult | None = None) -> None:

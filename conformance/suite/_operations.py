@@ -30,6 +30,7 @@ __all__ = [
     "path_model_operations",
     "path_values",
     "request_schema",
+    "request_shapes",
     "scoped_models_operations",
     "streaming_operations",
     "text_choice_operations",
@@ -160,8 +161,10 @@ FIELD_RULES: Mapping[str, FieldTest] = {
 """Which request bodies each FIELD rule applies to, read from the request schema's properties."""
 
 
-def field_operations(contract: Contract, rule: str) -> list[Operation]:
-    """One generating operation per request shape whose request schema the FIELD rule fits.
+def request_shapes(
+    contract: Contract, fits: FieldTest = lambda properties: True
+) -> list[Operation]:
+    """One generating operation per request shape (the same request fields) that ``fits``.
 
     Operations that take the same request fields (``/v1/…`` and the path-model variants) are
     judged once: routing is what SCHEMA, STREAM and SEM judge on every path, and a field's
@@ -170,9 +173,14 @@ def field_operations(contract: Contract, rule: str) -> list[Operation]:
     found: dict[frozenset[str], Operation] = {}
     for op in streaming_operations(contract):
         properties = request_schema(contract, op)["properties"]
-        if FIELD_RULES[rule](properties):
+        if fits(properties):
             found.setdefault(frozenset(properties), op)
     return list(found.values())
+
+
+def field_operations(contract: Contract, rule: str) -> list[Operation]:
+    """One generating operation per request shape whose request schema the FIELD rule fits."""
+    return request_shapes(contract, FIELD_RULES[rule])
 
 
 def ignored_fields(contract: Contract, operation: Operation) -> dict[str, dict[str, Any]]:
@@ -189,6 +197,8 @@ SELECTORS: Mapping[str, Callable[[Contract], list[Operation]]] = {
     "body-model": body_model_operations,
     "scoped-models": scoped_models_operations,
     "text-choice": text_choice_operations,
+    "request-shapes": request_shapes,
+    "one-generating": lambda contract: streaming_operations(contract)[:1],
     "no-body": lambda contract: [op for op in contract.operations if not op.request_body_pointers],
     "enum-path": lambda contract: [
         op for op in contract.operations if enum_path_parameters(contract, op)

@@ -67,7 +67,8 @@ class Run:
     @cached_property
     def selected_requirements(self) -> tuple[Requirement, ...]:
         """The requirements this run judges (``--requirement`` / ``--skip-requirement``)."""
-        return tuple(select(self.settings.requirements, self.settings.skip_requirements))
+        settings = self.settings
+        return select(settings.requirements, settings.skip_requirements, hostile=settings.robust)
 
     @cached_property
     def selected_ids(self) -> frozenset[str]:
@@ -138,6 +139,12 @@ class Run:
         with self._lock:
             self.patience.observe(exchange)
             self.liveness.observe(exchange, failed=failed)
+
+    @property
+    def taken_for_down(self) -> bool:
+        """Whether the target is taken for down now (its requests are not being sent)."""
+        with self._lock:
+            return self.liveness.outage is not None
 
     def target_down(self) -> TargetDown | None:
         """The target's outage, if it was down at the end of what this run sent."""

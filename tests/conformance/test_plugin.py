@@ -122,6 +122,41 @@ def test_unknown_requirement_is_a_usage_error(json_target: str, tmp_path: Path) 
 
 
 @pytest.mark.slow
+def test_hostile_requirements_need_robust(json_target: str, tmp_path: Path) -> None:
+    status, output = run_suite(
+        "--target", json_target, "--requirement", "ROBUST-*", "--report-dir", str(tmp_path)
+    )
+    assert status == 4
+    assert "ROBUST-* sends hostile traffic (floods, idle connections): add --robust" in output
+
+
+@pytest.mark.slow
+def test_hostile_requirements_run_last_and_fail_a_server_that_takes_anything(
+    json_target: str, tmp_path: Path
+) -> None:
+    status, output = run_suite(
+        "--target",
+        json_target,
+        "--robust",
+        "--requirement",
+        "ROBUST-FLOOD",
+        "--requirement",
+        "ERR-UNKNOWN-ROUTE",
+        "--report-dir",
+        str(tmp_path),
+    )
+    record = results(tmp_path)
+    assert status == 1, output
+    assert record["options"]["robust"] is True
+    order = [case["requirement_id"] for case in record["cases"]]
+    assert order[0] == "ERR-UNKNOWN-ROUTE" and set(order[1:]) == {"ROBUST-FLOOD"}, order
+    flood = next(case for case in record["cases"] if case["requirement_id"] == "ROBUST-FLOOD")
+    assert flood["outcome"] == "fail"
+    assert "answered 200: a request this invalid is answered 4xx" in flood["evidence"]["message"]
+    assert len(flood["evidence"]["curl"]) < 2000
+
+
+@pytest.mark.slow
 def test_workers_results_are_merged(json_target: str, tmp_path: Path) -> None:
     args = ("--target", json_target, "--requirement", "ERR-*", "--seed", "1", "--profile", "quick")
     serial, _ = run_suite(*args, "--report-dir", str(tmp_path / "serial"))

@@ -12,8 +12,11 @@ import conformance.suite
 from conformance.checks.schema import CHECK_REQUIREMENTS
 from conformance.requirements import (
     FAMILIES,
+    HOSTILE_FAMILY,
     REQUIREMENTS,
     family_of,
+    hostile_only_patterns,
+    is_hostile,
     requirement,
     select,
     unknown_patterns,
@@ -51,9 +54,14 @@ def test_every_wire_decision_is_cited_from_the_spec() -> None:
         assert "spec" in schemes, req.id
 
 
-def test_should_requirements_are_the_three_documented_ones() -> None:
+def test_should_requirements_are_the_four_documented_ones() -> None:
     should = {r.id for r in REQUIREMENTS if r.level is Level.SHOULD}
-    assert should == {"SEM-SEED-REPEATABLE", "SEM-STREAM-AGREES", "SEM-COMPLETION-TEXT"}
+    assert should == {
+        "SEM-SEED-REPEATABLE",
+        "SEM-STREAM-AGREES",
+        "SEM-COMPLETION-TEXT",
+        "ROBUST-STALLED-CLOSED",
+    }
 
 
 def test_lookup() -> None:
@@ -63,12 +71,27 @@ def test_lookup() -> None:
 
 
 def test_select_with_globs_and_exclusions() -> None:
-    assert select() == REQUIREMENTS
+    assert select(hostile=True) == REQUIREMENTS
     streams = select(["STREAM-*"])
     assert streams and all(r.id.startswith("STREAM-") for r in streams)
     assert [r.id for r in select(["stream-done-last"])] == ["STREAM-DONE-LAST"]
     assert "STREAM-ENDS" not in {r.id for r in select(["STREAM-*"], ["STREAM-ENDS"])}
     assert select(["SEM-*", "ERR-*"], ["*"]) == ()
+
+
+def test_hostile_requirements_are_selected_only_on_request() -> None:
+    hostile = {r.id for r in REQUIREMENTS if family_of(r.id) == HOSTILE_FAMILY}
+    assert hostile and all(is_hostile(rid) for rid in hostile)
+    assert not hostile & {r.id for r in select()}
+    assert not hostile & {r.id for r in select(["*"])}
+    assert {r.id for r in select(["ROBUST-*"], hostile=True)} == hostile
+    assert {r.id for r in select([], ["ROBUST-STALLED-CLOSED"], hostile=True)} >= hostile - {
+        "ROBUST-STALLED-CLOSED"
+    }
+    assert hostile_only_patterns(["ROBUST-*", "robust-flood", "*", "STREAM-*"]) == [
+        "ROBUST-*",
+        "robust-flood",
+    ]
 
 
 def test_unknown_patterns_are_reported() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -582,10 +583,55 @@ def _first_choice_only(number: int, chunk: dict[str, Any]) -> dict[str, Any] | N
 
 # ------------------------------------------------------------------------------ the catalogue
 
+# ------------------------------------------------------------------------------ hostile input
+
+_FLOOD_BYTES = 1_000_000
+
+
+def _is_schema_bomb(request: ProxyRequest) -> bool:
+    """A request carrying the suite's first schema bomb (maxItems 1,000,000)."""
+    return b'"maxItems":1000000' in request.body
+
+
+def _flood_500(request: ProxyRequest) -> ProxyRequest | ProxyResponse:
+    """Answer a megabyte body 500 with nothing in it, as a server that ran out of memory."""
+    if len(request.body) > _FLOOD_BYTES:
+        return ProxyResponse(500, (), b"")
+    return request
+
+
+def _degrades_after_a_flood() -> Callable[[ProxyRequest], ProxyRequest | ProxyResponse]:
+    """Pass a flood on (the reference answers it 422), then answer everything 503 for 30 s."""
+    degraded_until = 0.0
+
+    def on_request(request: ProxyRequest) -> ProxyRequest | ProxyResponse:
+        nonlocal degraded_until
+        now = time.monotonic()
+        if len(request.body) > _FLOOD_BYTES:
+            degraded_until = now + 30
+            return request
+        if now < degraded_until:
+            return _error(503, "still recovering from the last request")
+        return request
+
+    return on_request
+
+
+def _lone_surrogate_500(request: ProxyRequest) -> ProxyRequest | ProxyResponse:
+    """A lone surrogate in the body: 500 with an empty body (what the reference once did)."""
+    if b"\\ud800" in request.body:
+        return ProxyResponse(500, (), b"")
+    return request
+
+
 API_KEY = "broken-server-test-key"
 
 STREAM, SCHEMA, ERR, AUTH, SEM = "STREAM-*", "SCHEMA-*", "ERR-*", "AUTH-*", "SEM-*"
 FIELD = "FIELD-*"
+#: Every hostile fault runs with these: the stall rule waits up to --timeout for the
+#: reference to close a stalled body (30 s by default), and the others bound each sample by
+#: min(10 s, --timeout).
+ROBUST_ARGS = ("--robust", "--timeout", "40")
 
 
 def _server(
@@ -858,5 +904,50 @@ BROKEN_SERVERS: tuple[BrokenServer, ...] = (
         "FIELD-IGNORED-ACCEPTED",
     ),
     _server("audio-served", Fault(on_request=_body(_no_audio)), FIELD, "FIELD-AUDIO-REFUSED"),
+    # hostile input: each narrowed to its own rule, since the proxy itself (plain uvicorn)
+    # keeps stalled connections open for ever, which only ROBUST-STALLED-CLOSED may judge
+    _server(
+        "schema-bomb-hangs",
+        Fault(hang_request_when=_is_schema_bomb),
+        "ROBUST-SCHEMA-BOMB",
+        "ROBUST-SCHEMA-BOMB",
+        args=ROBUST_ARGS,
+    ),
+    _server(
+        "flood-500",
+        Fault(on_request=_flood_500),
+        "ROBUST-FLOOD",
+        "ROBUST-FLOOD",
+        args=ROBUST_ARGS,
+    ),
+    _server(
+        "degrades-after-a-flood",
+        Fault(on_request=_degrades_after_a_flood()),
+        "ROBUST-FLOOD",
+        "ROBUST-FLOOD",
+        args=ROBUST_ARGS,
+    ),
+    _server(
+        "lone-surrogate-500",
+        Fault(on_request=_lone_surrogate_500),
+        "ROBUST-UNENCODABLE",
+        "ROBUST-UNENCODABLE",
+        args=ROBUST_ARGS,
+    ),
+    _server(
+        "idle-connections-starve",
+        Fault(limit_concurrency=100),
+        "ROBUST-IDLE-CONNECTIONS",
+        "ROBUST-IDLE-CONNECTIONS",
+        args=ROBUST_ARGS,
+    ),
+    _server(
+        "stalled-connections-kept",
+        Fault(),
+        "ROBUST-STALLED-CLOSED",
+        "ROBUST-STALLED-CLOSED",
+        args=ROBUST_ARGS,
+        should_only=True,
+    ),
 )
 """Every broken server, one per requirement (a few requirements have two)."""

@@ -95,7 +95,10 @@ class Fault:
     the data of the upstream stream's events and returns the raw event blocks to send;
     ``hang_after_stream`` keeps the connection open, silent, after the last one (for the
     requests ``hang_when`` picks, if given).
-    ``stream_content_type`` replaces the stream's media type.
+    ``stream_content_type`` replaces the stream's media type. ``hang_request_when`` picks
+    requests that get no answer at all (the connection stays open, silent, until the client
+    leaves). ``limit_concurrency`` is uvicorn's: beyond that many connections (idle ones
+    included), every request is answered 503.
     """
 
     on_request: Callable[[ProxyRequest], ProxyRequest | ProxyResponse] | None = None
@@ -104,6 +107,8 @@ class Fault:
     hang_after_stream: bool = False
     hang_when: Callable[[ProxyRequest], bool] | None = None
     stream_content_type: str | None = None
+    hang_request_when: Callable[[ProxyRequest], bool] | None = None
+    limit_concurrency: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -142,6 +147,10 @@ class _ProxyApp:
             if k.decode("latin-1").lower() not in _HOP_BY_HOP
         )
         request = ProxyRequest(scope["method"], path, headers, body)
+        if self.fault.hang_request_when is not None and self.fault.hang_request_when(request):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            return
         if self.fault.on_request is not None:
             changed = self.fault.on_request(request)
             if isinstance(changed, ProxyResponse):
@@ -242,6 +251,7 @@ def fault_proxy(upstream: str, fault: Fault) -> Iterator[str]:
         log_level="warning",
         lifespan="on",
         timeout_graceful_shutdown=1,
+        limit_concurrency=fault.limit_concurrency,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"fault-proxy-{port}", daemon=True)
