@@ -17,6 +17,7 @@ import spec
 from conformance import __version__
 from conformance._reference_process import ReferenceServer
 from conformance._xdist import WorkerResults, liveness_report
+from conformance.baseline import KnownFailure, write_baseline
 from conformance.outage import TargetDown
 from conformance.results import REDACTED, CaseResult, Outcome, RunRecord, utc_now
 from conformance.suite._run import Run
@@ -78,7 +79,39 @@ def build_record(
         requirements=requirements,
         cases=merged,
         target_down=down,
+        known_failures=settings.known_failures,
     )
+
+
+def baseline_of(record: RunRecord) -> list[KnownFailure]:
+    """A baseline naming every (requirement, operation) that failed or errored in ``record``.
+
+    An entry the run's own baseline already had keeps its reason; a new one says what failed,
+    for a person to replace with why it is accepted.
+    """
+    reasons = {entry.key: entry.reason for entry in record.known_failures or ()}
+    entries = []
+    for result in record.requirement_results():
+        for case in result.cases:
+            if case.outcome not in (Outcome.FAIL, Outcome.ERROR):
+                continue
+            key = (case.requirement_id, case.operation)
+            said = case.evidence.message if case.evidence is not None else case.reason or ""
+            first_line = " ".join(said.split())[:200]
+            reason = reasons.get(key) or f"{case.outcome}: {first_line}".rstrip(": ")
+            entries.append(KnownFailure(case.requirement_id, case.operation, reason))
+    return entries
+
+
+def write_run_baseline(record: RunRecord, path: Path) -> Path:
+    """Write :func:`baseline_of` ``record`` to ``path``, with a header saying how to use it."""
+    header = [
+        f"Known failures of {record.target}, written by mimic-conformance --write-baseline",
+        f"at {record.finished_at or record.started_at} (seed {record.seed}).",
+        "Give each entry a reason. A run with --baseline FILE fails on any failure not named",
+        "here, and on an entry that now passes (remove it: a baseline only ever shrinks).",
+    ]
+    return write_baseline(path, baseline_of(record), header)
 
 
 def merge_cases(cases: list[CaseResult]) -> list[CaseResult]:
@@ -165,5 +198,15 @@ def write_terminal_summary(writer: Any, record: RunRecord, directory: Path) -> N
             writer.line("the reference server's log ended with:")
             for line in down.server_log_tail:
                 writer.line(f"  {line}")
+    sorted_out = record.triage()
+    if sorted_out is not None:
+        for entry in sorted_out.stale:
+            writer.line(
+                f"stale baseline entry (now passes): {entry.requirement} on {entry.operation}"
+            )
+    baseline = record.options.get("write_baseline")
+    if baseline:
+        count = len(baseline_of(record))
+        writer.line(f"baseline written: {baseline} ({count} known failure{'s' * (count != 1)})")
     writer.line(f"target {record.target}, seed {record.seed}")
     writer.line(f"report: {directory / 'report.html'} (and results.json, junit.xml, summary.md)")

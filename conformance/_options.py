@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 import spec
+from conformance.baseline import BaselineError, KnownFailure, read_baseline
 from conformance.profile import PROFILES, Settings
-from conformance.requirements import hostile_only_patterns, unknown_patterns
+from conformance.requirements import REQUIREMENTS, hostile_only_patterns, unknown_patterns
 
 __all__ = ["DEFAULT_TIMEOUT", "OPTIONS", "add_options", "read_settings"]
 
@@ -44,12 +45,29 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
         "MIMIC_SKIP_REQUIREMENT",
         "do not judge this requirement ID or glob (repeatable)",
     ),
+    (
+        "--case",
+        "MIMIC_CASE",
+        "judge only this requirement on this operation, as 'ID@METHOD PATH' (repeatable; "
+        "what `mimic-conformance replay` sends)",
+    ),
     ("--gate-should", "MIMIC_GATE_SHOULD", "fail the run on SHOULD requirements too"),
     (
         "--robust",
         "MIMIC_ROBUST",
         "also judge the ROBUST-* requirements, which send hostile traffic (floods, idle "
         "connections), after every other check",
+    ),
+    (
+        "--baseline",
+        "MIMIC_BASELINE",
+        "known failures (TOML or YAML): they do not fail the run; a new failure does, and so "
+        "does a known one that now passes",
+    ),
+    (
+        "--write-baseline",
+        "MIMIC_WRITE_BASELINE",
+        "write this run's failures to FILE, as a baseline for later runs",
     ),
     ("--profile", "MIMIC_PROFILE", "quick (local, < 30 s), full (CI; the default) or thorough"),
     ("--spec", "MIMIC_SPEC", "the OpenAPI document to judge against (default: the kit's own)"),
@@ -73,6 +91,8 @@ def add_options(parser: pytest.Parser) -> None:
             kwargs.update(action="store_true", default=None)
         elif option in ("--requirement", "--skip-requirement"):
             kwargs.update(action="append", default=None, metavar="ID")
+        elif option == "--case":
+            kwargs.update(action="append", default=None, metavar="ID@OPERATION")
         else:
             kwargs.update(default=None)
         names = [option]
@@ -99,6 +119,35 @@ def _patterns(value: Any) -> tuple[str, ...]:
         return ()
     items = value if isinstance(value, list) else [value]
     return tuple(p.strip() for item in items for p in str(item).split(",") if p.strip())
+
+
+def _cases(value: Any) -> tuple[tuple[str, str], ...]:
+    """``--case`` values as (requirement ID, operation) pairs; UsageError for a malformed one."""
+    if value is None:
+        return ()
+    items = value if isinstance(value, list) else str(value).split(",")
+    known = {requirement.id for requirement in REQUIREMENTS}
+    cases = []
+    for item in (str(item).strip() for item in items):
+        if not item:
+            continue
+        requirement_id, at, operation = item.partition("@")
+        requirement_id = requirement_id.strip().upper()
+        if not at or not operation.strip():
+            raise pytest.UsageError(f"--case {item!r}: write it as 'ID@METHOD PATH'")
+        if requirement_id not in known:
+            raise pytest.UsageError(f"--case {item!r}: no requirement {requirement_id}")
+        cases.append((requirement_id, operation.strip()))
+    return tuple(dict.fromkeys(cases))
+
+
+def _known_failures(path: Path | None) -> tuple[KnownFailure, ...] | None:
+    if path is None:
+        return None
+    try:
+        return read_baseline(path, {requirement.id for requirement in REQUIREMENTS})
+    except BaselineError as error:
+        raise pytest.UsageError(str(error)) from None
 
 
 def _flag(value: Any) -> bool:
@@ -131,7 +180,8 @@ def read_settings(config: pytest.Config, *, seed: int | None = None) -> Settings
     if unknown:
         raise pytest.UsageError(f"no requirement matches {', '.join(unknown)}")
     robust = _flag(raw["--robust"])
-    hostile_only = hostile_only_patterns(include)
+    cases = _cases(raw["--case"])
+    hostile_only = hostile_only_patterns(include + tuple(rid for rid, _ in cases))
     if hostile_only and not robust:
         raise pytest.UsageError(
             f"{', '.join(hostile_only)} sends hostile traffic (floods, idle connections): "
@@ -149,6 +199,8 @@ def read_settings(config: pytest.Config, *, seed: int | None = None) -> Settings
     )
     if max_examples is not None and max_examples < 1:
         raise pytest.UsageError("--max-examples must be at least 1")
+    baseline_path = Path(raw["--baseline"]) if raw["--baseline"] else None
+    known_failures = _known_failures(baseline_path)
     spec_path = Path(raw["--spec"]) if raw["--spec"] else spec.SPEC_PATH
     if not spec_path.is_file():
         raise pytest.UsageError(f"--spec {spec_path}: no such file")
@@ -165,6 +217,10 @@ def read_settings(config: pytest.Config, *, seed: int | None = None) -> Settings
         skip_requirements=exclude,
         gate_should=_flag(raw["--gate-should"]),
         robust=robust,
+        cases=cases,
         profile=PROFILES[profile_name],
         spec_path=spec_path,
+        baseline_path=baseline_path,
+        known_failures=known_failures,
+        write_baseline=Path(raw["--write-baseline"]) if raw["--write-baseline"] else None,
     )

@@ -5,6 +5,11 @@ any pytest configuration in the current directory (the user's own project may ha
 passes every argument through: the plugin's options (``--target``, ``--api-key``, ``--seed``,
 ``--profile``, ...) and pytest's own (``-n 2``, ``-q``, ``-x``). The exit status is the run
 record's: 0 if and only if no MUST requirement failed or errored.
+
+``mimic-conformance diff OLD/results.json NEW/results.json`` runs no suite: it prints what was
+fixed and what regressed between two runs, as Markdown (see :mod:`conformance.run_diff`).
+``mimic-conformance replay results.json`` runs the suite narrowed to that run's failures (see
+:mod:`conformance.replay`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from conformance import replay, run_diff
 from conformance._options import OPTIONS
 
 __all__ = ["USAGE", "main", "pytest_args", "usage_text"]
@@ -57,7 +63,20 @@ def usage_text(options: Sequence[tuple[str, str, str]] = OPTIONS) -> str:
             subsequent_indent=indent,
             break_on_hyphens=False,
         )
-    lines += ["", "Run `mimic-conformance --help-pytest` for every pytest option."]
+    lines += [
+        "",
+        "Run `mimic-conformance --help-pytest` for every pytest option.",
+        *textwrap.wrap(
+            "Run `mimic-conformance diff OLD/results.json NEW/results.json` for what was fixed "
+            "and what regressed between two runs, as Markdown.",
+            _WIDTH,
+        ),
+        *textwrap.wrap(
+            "Run `mimic-conformance replay reports/results.json` to judge again only what failed "
+            "in that run: the same requests (same seed), the same checks.",
+            _WIDTH,
+        ),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -92,8 +111,12 @@ def pytest_args(argv: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the suite; return the run's exit status."""
+    """Run the suite, or a subcommand (``diff``, ``replay``); return the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "diff":
+        return run_diff.main(args[1:])
+    if args and args[0] == "replay":
+        return replay.main(args[1:])
     if args and args[0] in ("-h", "--help"):
         print(USAGE)
         return 0

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from conformance._final_report import build_record, write_terminal_summary
+from conformance._final_report import build_record, write_run_baseline, write_terminal_summary
 from conformance._options import OPTIONS, add_options, read_settings
 from conformance._recording import (
     NO_OPERATION,
@@ -219,6 +219,21 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: objec
     return collector.ihook.pytest_pycollect_makeitem(collector=collector, name=name, obj=test)
 
 
+def _case_selected(cases: tuple[tuple[str, str], ...], requirement_id: str, item: Any) -> bool:
+    """Whether ``--case`` keeps this requirement of this item (no ``--case``: every one).
+
+    A case whose operation is not an operation of the spec (``(suite)``: the test broke before
+    it judged one) keeps every item of its requirement.
+    """
+    if not cases:
+        return True
+    label = operation_label(item)
+    return any(
+        rid == requirement_id and (operation == label or operation.startswith("("))
+        for rid, operation in cases
+    )
+
+
 def _marks(obj: object, name: str) -> list[pytest.Mark]:
     """The marks called ``name`` that decorate ``obj`` itself."""
     marks = getattr(obj, "pytestmark", [])
@@ -234,14 +249,19 @@ def pytest_collection_modifyitems(
 
     Also remember which requirements each test judges.
     """
-    selected = run_state(config).run.selected_ids
+    run = run_state(config).run
+    selected = run.selected_ids
     kept, dropped = [], []
     for item in items:
         marker = item.get_closest_marker(_REQUIREMENT_MARK)
         if marker is None:
             kept.append(item)
             continue
-        mine = tuple(rid for rid in marker.args if rid in selected)
+        mine = tuple(
+            rid
+            for rid in marker.args
+            if rid in selected and _case_selected(run.settings.cases, rid, item)
+        )
         if mine:
             item.stash[REQUIREMENTS] = mine
             kept.append(item)
@@ -330,9 +350,11 @@ def _write_reports(state: RunState, error: str | None = None) -> RunRecord:
         server=state.server,
         error=error,
     )
-    directory = state.run.settings.report_dir
-    write_reports(record, directory)
-    state.report = (record, directory)
+    settings = state.run.settings
+    write_reports(record, settings.report_dir)
+    if settings.write_baseline is not None:
+        write_run_baseline(record, settings.write_baseline)
+    state.report = (record, settings.report_dir)
     return record
 
 

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conformance.baseline import KnownFailure
 from conformance.schema_types import allowed_types
 
 __all__ = [
@@ -110,6 +111,14 @@ class Settings:
     spec_path: Path
     robust: bool = False
     """Whether the hostile ``ROBUST-*`` requirements are judged (``--robust``)."""
+    cases: tuple[tuple[str, str], ...] = ()
+    """(requirement, operation) pairs to judge alone (``--case``); empty: every selected one."""
+    baseline_path: Path | None = None
+    """The baseline file of known failures (``--baseline``), if any."""
+    known_failures: tuple[KnownFailure, ...] | None = None
+    """Its entries, read and checked when the options were."""
+    write_baseline: Path | None = None
+    """Where to write this run's failures as a baseline (``--write-baseline``), if anywhere."""
 
     @property
     def examples(self) -> int:
@@ -129,6 +138,9 @@ class Settings:
             "skip_requirement": list(self.skip_requirements),
             "gate_should": self.gate_should,
             "robust": self.robust,
+            "case": [f"{rid}@{operation}" for rid, operation in self.cases],
+            "baseline": None if self.baseline_path is None else str(self.baseline_path),
+            "write_baseline": None if self.write_baseline is None else str(self.write_baseline),
             "profile": self.profile.name,
             "spec": str(self.spec_path),
         }

@@ -29,6 +29,7 @@ from enum import Enum, StrEnum
 from pathlib import PurePath
 from typing import Any
 
+from conformance.baseline import KnownFailure, Triage, triage
 from conformance.curl import SECRET_ENV_VAR, to_curl
 from conformance.exchange import Exchange, RequestSpec, StreamResult
 from conformance.outage import TargetDown
@@ -51,6 +52,7 @@ __all__ = [
     "Verdict",
     "aggregate",
     "body_excerpt",
+    "operation_sort_key",
     "redact_options",
     "utc_now",
 ]
@@ -545,9 +547,51 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-def _operation_key(operation: str) -> tuple[str, str]:
+def operation_sort_key(operation: str) -> tuple[str, str]:
+    """How reports order operations: by path, then method (``GET /v1/models`` -> path first)."""
     method, _, path = operation.partition(" ")
     return (path, method) if path else (operation, "")
+
+
+def _verdict_against_baseline(
+    sorted_out: Triage, failed: list[str], errored: list[str], levels: str, down: str
+) -> Verdict | None:
+    """The verdict of a run with a baseline that had failures or stale entries, else None.
+
+    ``failed`` and ``errored`` are the gated requirements with failures the baseline does not
+    name (new ones).
+    """
+    expected, stale = sorted_out.expected, sorted_out.stale
+    known = f"{_count(len(expected), 'expected failure')} (in the baseline)"
+    if failed or errored:
+        parts = []
+        if failed:
+            noun = f"{levels} requirement"
+            parts.append(f"new failures in {_count(len(failed), noun)} ({_named(failed)})")
+        if errored:
+            noun = "requirement"
+            parts.append(
+                f"{_count(len(errored), noun)} newly could not be checked ({_named(errored)})"
+            )
+        if expected:
+            parts.append(known)
+        if stale:
+            parts.append(f"{_count(len(stale), 'stale baseline entry')}")
+        return Verdict(False, "NOT CONFORMANT", "; ".join(parts) + "." + down)
+    if stale:
+        pairs = [f"{entry.requirement} on {entry.operation}" for entry in stale]
+        verb = "passes" if len(stale) == 1 else "pass"
+        reason = (
+            f"{_count(len(stale), 'expected failure')} now {verb} ({_named(pairs, 3)}): remove "
+            f"{'its entry' if len(stale) == 1 else 'their entries'} from the baseline, which "
+            "only ever shrinks."
+        )
+        return Verdict(False, "STALE BASELINE", reason + down)
+    if expected:
+        ids = sorted({requirement_id for requirement_id, _ in expected})
+        reason = f"every failure is one the baseline expects: {known}, of {_named(ids)}."
+        return Verdict(True, "NO NEW FAILURES", reason + down)
+    return None
 
 
 # -- the run record -------------------------------------------------------------------------
@@ -562,7 +606,9 @@ class RunRecord:
     option. Every case must name a requirement of the record. ``options["gate_should"]``, when
     true, makes :attr:`gate_should` true: reports then judge SHOULD requirements as MUST.
     ``target_down``, if set, says that the target stopped answering and had not come back when
-    the run ended; the verdict then says so.
+    the run ended; the verdict then says so. ``known_failures``, if set, is the run's baseline
+    (``--baseline``): failures it names do not gate, and entries that now pass do (see
+    :mod:`conformance.baseline`).
     """
 
     target: str
@@ -577,6 +623,7 @@ class RunRecord:
     requirements: list[Requirement] = field(default_factory=list)
     cases: list[CaseResult] = field(default_factory=list)
     target_down: TargetDown | None = None
+    known_failures: tuple[KnownFailure, ...] | None = None
 
     def __post_init__(self) -> None:
         self.target = _redact_url_password(self.target)
@@ -615,7 +662,7 @@ class RunRecord:
 
     def operations(self) -> list[str]:
         """The operations that have cases, sorted by path, then method."""
-        return sorted({case.operation for case in self.cases}, key=_operation_key)
+        return sorted({case.operation for case in self.cases}, key=operation_sort_key)
 
     def requirement_results(self) -> list[RequirementResult]:
         """Each requirement, in record order, with its aggregate and per-operation outcomes."""
@@ -636,7 +683,7 @@ class RunRecord:
                     by_operation={
                         operation: aggregate(outcomes)
                         for operation, outcomes in sorted(
-                            per_operation.items(), key=lambda item: _operation_key(item[0])
+                            per_operation.items(), key=lambda item: operation_sort_key(item[0])
                         )
                     },
                 )
@@ -672,21 +719,46 @@ class RunRecord:
             should=level_summary(Level.SHOULD),
         )
 
+    def triage(self) -> Triage | None:
+        """The failures sorted against the baseline, or None when the run had none."""
+        if self.known_failures is None:
+            return None
+        outcomes = {
+            (requirement_id, operation): str(outcome)
+            for requirement_id, by_operation in self.matrix().items()
+            for operation, outcome in by_operation.items()
+        }
+        return triage(self.known_failures, outcomes)
+
     def _blocking(self, gate_should: bool) -> dict[Outcome, list[str]]:
+        """The gated requirements that failed or errored, less failures the baseline expects."""
         levels = {Level.MUST, Level.SHOULD} if gate_should else {Level.MUST}
+        sorted_out = self.triage()
+        expected = set(sorted_out.expected) if sorted_out is not None else set()
         blocking: dict[Outcome, list[str]] = {Outcome.FAIL: [], Outcome.ERROR: []}
         for result in self.requirement_results():
-            if result.requirement.level in levels and result.outcome in blocking:
-                blocking[result.outcome].append(result.requirement.id)
+            if result.requirement.level not in levels:
+                continue
+            new = [
+                outcome
+                for operation, outcome in result.by_operation.items()
+                if outcome in blocking and (result.requirement.id, operation) not in expected
+            ]
+            if new:
+                blocking[aggregate(new)].append(result.requirement.id)
         return blocking
 
     def exit_status(self, gate_should: bool = False) -> int:
         """Return the process exit status: 0 if no MUST requirement failed or errored, else 1.
 
-        With ``gate_should``, SHOULD requirements count too.
+        With ``gate_should``, SHOULD requirements count too. With a baseline, failures it
+        names do not count, and an entry that now passes (a stale one) does.
         """
         blocking = self._blocking(gate_should)
-        return 0 if not (blocking[Outcome.FAIL] or blocking[Outcome.ERROR]) else 1
+        if blocking[Outcome.FAIL] or blocking[Outcome.ERROR]:
+            return 1
+        sorted_out = self.triage()
+        return 1 if sorted_out is not None and sorted_out.stale else 0
 
     def verdict(self, gate_should: bool | None = None) -> Verdict:
         """Say whether the target conforms, and why, consistently with :meth:`exit_status`.
@@ -698,6 +770,11 @@ class RunRecord:
         failed, errored = blocking[Outcome.FAIL], blocking[Outcome.ERROR]
         levels = "MUST or SHOULD" if gate else "MUST"
         down = f" {self.target_down.sentence()}" if self.target_down is not None else ""
+        sorted_out = self.triage()
+        if sorted_out is not None:
+            against = _verdict_against_baseline(sorted_out, failed, errored, levels, down)
+            if against is not None:
+                return against
         if failed or errored:
             parts = []
             if failed:
@@ -755,6 +832,18 @@ class RunRecord:
             ],
             "cases": [case.to_dict() for case in self.cases],
             "target_down": None if self.target_down is None else self.target_down.to_dict(),
+            "baseline": self._baseline_dict(),
+        }
+
+    def _baseline_dict(self) -> dict[str, Any] | None:
+        sorted_out = self.triage()
+        if self.known_failures is None or sorted_out is None:
+            return None
+        return {
+            "known_failures": [entry.to_dict() for entry in self.known_failures],
+            "expected": [list(key) for key in sorted_out.expected],
+            "new": [list(key) for key in sorted_out.new],
+            "stale": [entry.to_dict() for entry in sorted_out.stale],
         }
 
     @classmethod
@@ -783,6 +872,11 @@ class RunRecord:
             target_down=None
             if data.get("target_down") is None
             else TargetDown.from_dict(data["target_down"]),
+            known_failures=None
+            if data.get("baseline") is None
+            else tuple(
+                KnownFailure.from_dict(entry) for entry in data["baseline"]["known_failures"]
+            ),
         )
 
     def to_json(self) -> str:

@@ -162,11 +162,15 @@ def _context(record: RunRecord, json_name: str) -> dict[str, Any]:
     summary = record.summary()
     detailed = []
     index = 0
+    sorted_out = record.triage()
+    expected = set(sorted_out.expected) if sorted_out is not None else set()
     for result in results:
         for case in result.cases:
             if case.outcome in (Outcome.FAIL, Outcome.ERROR):
                 index += 1
-                detailed.append(_case_view(index, result.requirement, case))
+                view = _case_view(index, result.requirement, case)
+                view["expected"] = (case.requirement_id, case.operation) in expected
+                detailed.append(view)
     first_anchor: dict[tuple[str, str], str] = {}
     for view in detailed:
         first_anchor.setdefault((view["requirement"].id, view["operation"]), view["anchor"])
@@ -186,6 +190,7 @@ def _context(record: RunRecord, json_name: str) -> dict[str, Any]:
     ]
     source_links, sources = sources_view(record.requirements, kit_library())
     return {
+        "baseline": _baseline_view(record),
         "record": record,
         "verdict": record.verdict(),
         "down": record.target_down,
@@ -220,6 +225,30 @@ def _sources_note(record: RunRecord) -> str | None:
         f"This run judged a spec with SHA-256 {record.spec_sha256[:12]}; the spec fragments "
         f"below come from the kit's own spec ({own[:12]}), which may differ."
     )
+
+
+def _baseline_view(record: RunRecord) -> dict[str, Any] | None:
+    """What the run's baseline expected, what is new and what is stale, as table rows."""
+    sorted_out = record.triage()
+    if sorted_out is None or record.known_failures is None:
+        return None
+    reasons = {entry.key: entry.reason for entry in record.known_failures}
+    cases = {(case.requirement_id, case.operation): case for case in record.cases}
+
+    def row(key: tuple[str, str], reason: str) -> dict[str, str]:
+        return {"requirement": key[0], "operation": key[1], "reason": reason}
+
+    def new_reason(key: tuple[str, str]) -> str:
+        case = cases.get(key)
+        return case.explanation.splitlines()[0] if case and case.explanation else ""
+
+    return {
+        "path": record.options.get("baseline") or "",
+        "entries": len(record.known_failures),
+        "new": [row(key, new_reason(key)) for key in sorted_out.new],
+        "expected": [row(key, reasons[key]) for key in sorted_out.expected],
+        "stale": [row(entry.key, entry.reason) for entry in sorted_out.stale],
+    }
 
 
 def render_html(record: RunRecord, *, json_name: str = "results.json") -> str:

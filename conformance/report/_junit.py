@@ -54,7 +54,13 @@ def _failure_text(requirement: Requirement, case: CaseResult) -> str:
     return "\n".join(lines)
 
 
-def _testcase(suite: ET.Element, requirement: Requirement, case: CaseResult | None) -> None:
+def _testcase(
+    suite: ET.Element,
+    requirement: Requirement,
+    case: CaseResult | None,
+    expected_because: str | None = None,
+) -> None:
+    """One test case; ``expected_because`` (a baseline's reason) makes a failure a skip."""
     operation = case.operation if case is not None else "(no operation)"
     testcase = _sub(
         suite,
@@ -75,7 +81,10 @@ def _testcase(suite: ET.Element, requirement: Requirement, case: CaseResult | No
         _sub(testcase, "skipped", message="no case ran")
         return
     summary = case.explanation.splitlines()[0] if case.explanation else str(case.outcome)
-    if case.outcome is Outcome.FAIL:
+    if expected_because is not None and case.outcome in (Outcome.FAIL, Outcome.ERROR):
+        message = f"expected {case.outcome} (in the baseline): {expected_because}"
+        _sub(testcase, "skipped", _failure_text(requirement, case), message=message)
+    elif case.outcome is Outcome.FAIL:
         message = f"[{requirement.level}] {summary}"
         _sub(
             testcase,
@@ -98,12 +107,21 @@ def render_junit(record: RunRecord) -> str:
         rows += [(result.requirement, case) for case in result.cases] or [
             (result.requirement, None)
         ]
+    sorted_out = record.triage()
+    reasons = {entry.key: entry.reason for entry in record.known_failures or ()}
+    expected = {
+        key: reasons[key] for key in (sorted_out.expected if sorted_out is not None else ())
+    }
+    stale = sorted_out.stale if sorted_out is not None else ()
     count = {outcome: 0 for outcome in Outcome}
     for _, case in rows:
-        count[case.outcome if case is not None else Outcome.SKIP] += 1
+        outcome = case.outcome if case is not None else Outcome.SKIP
+        if case is not None and (case.requirement_id, case.operation) in expected:
+            outcome = Outcome.SKIP
+        count[outcome] += 1
     totals = {
-        "tests": str(len(rows)),
-        "failures": str(count[Outcome.FAIL]),
+        "tests": str(len(rows) + len(stale)),
+        "failures": str(count[Outcome.FAIL] + len(stale)),
         "errors": str(count[Outcome.ERROR]),
         "skipped": str(count[Outcome.SKIP]),
         "time": f"{sum(case.duration for _, case in rows if case is not None):.3f}",
@@ -123,7 +141,14 @@ def render_junit(record: RunRecord) -> str:
         },
     )
     for requirement, case in rows:
-        _testcase(suite, requirement, case)
+        key = (case.requirement_id, case.operation) if case is not None else None
+        _testcase(suite, requirement, case, expected.get(key) if key else None)
+    for entry in stale:
+        testcase = _sub(
+            suite, "testcase", classname=entry.requirement, name=f"[baseline] {entry.operation}"
+        )
+        message = "stale baseline entry: this expected failure now passes; remove it"
+        _sub(testcase, "failure", f"{message}.\nIts reason: {entry.reason}", message=message)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 

@@ -8,8 +8,10 @@ is escaped, since CI pages render Markdown and HTML.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
+from conformance.baseline import KnownFailure, Triage
 from conformance.outage import TargetDown
 from conformance.results import LevelSummary, Outcome, RunRecord
 
@@ -23,7 +25,8 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _CONTROL_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 
 
-def _escape(text: str, limit: int = _MAX_MESSAGE) -> str:
+def escape_markdown(text: str, limit: int = _MAX_MESSAGE) -> str:
+    """``text`` on one line, control characters and Markdown syntax escaped, cut at ``limit``."""
     text = _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", " ".join(text.split()))
     if len(text) > limit:
         text = text[:limit] + "…"
@@ -46,14 +49,40 @@ def _down_lines(down: TargetDown) -> list[str]:
     """The details of a target that stopped answering (the verdict already says that it did)."""
     lines = ["### The target stopped answering", ""]
     if down.last_answered:
-        lines += [f"The last request it answered ({_escape(down.last_answered_at or '')}):", ""]
+        answered_at = escape_markdown(down.last_answered_at or "")
+        lines += [f"The last request it answered ({answered_at}):", ""]
         lines += [*_fenced(down.last_answered, "sh"), ""]
     if down.first_failed:
-        lines += [f"The first it did not: {_escape(down.first_failure)}", ""]
+        lines += [f"The first it did not: {escape_markdown(down.first_failure)}", ""]
         lines += [*_fenced(down.first_failed, "sh"), ""]
     if down.server_log_tail:
         lines += ["The last lines of the reference server's log:", ""]
         lines += [*_fenced("\n".join(down.server_log_tail)), ""]
+    return lines
+
+
+def _baseline_lines(sorted_out: Triage, known: Sequence[KnownFailure]) -> list[str]:
+    """The stale entries of the run's baseline, then the failures it expected."""
+    reasons = {entry.key: entry.reason for entry in known}
+    lines = []
+    if sorted_out.stale:
+        lines += ["### Stale baseline entries (they now pass: remove them)", ""]
+        lines += [
+            f"- **{entry.requirement}** — {escape_markdown(entry.operation)}: "
+            f"{escape_markdown(entry.reason)}"
+            for entry in sorted_out.stale[:_MAX_LISTED]
+        ]
+        lines.append("")
+    if sorted_out.expected:
+        lines += [f"### Expected failures (in the baseline: {len(sorted_out.expected)})", ""]
+        lines += [
+            f"- **{rid}** — {escape_markdown(operation)}: "
+            f"{escape_markdown(reasons[(rid, operation)])}"
+            for rid, operation in sorted_out.expected[:_MAX_LISTED]
+        ]
+        if len(sorted_out.expected) > _MAX_LISTED:
+            lines.append(f"- … and {len(sorted_out.expected) - _MAX_LISTED} more")
+        lines.append("")
     return lines
 
 
@@ -65,10 +94,10 @@ def render_markdown(record: RunRecord, *, html_path: str | Path | None = None) -
     lines = [
         f"## {mark} Mimic conformance: {verdict.headline}",
         "",
-        _escape(verdict.reason, limit=1000),
+        escape_markdown(verdict.reason, limit=1000),
         "",
-        f"Target {_escape(record.target)} · spec {_escape(record.spec_version)} "
-        f"({record.spec_sha256[:12]}) · kit {_escape(record.kit_version)} · "
+        f"Target {escape_markdown(record.target)} · spec {escape_markdown(record.spec_version)} "
+        f"({record.spec_sha256[:12]}) · kit {escape_markdown(record.kit_version)} · "
         f"seed {record.seed if record.seed is not None else 'none'} · "
         + ("hostile traffic sent (--robust)" if record.options.get("robust") else "no --robust"),
         "",
@@ -83,24 +112,38 @@ def render_markdown(record: RunRecord, *, html_path: str | Path | None = None) -
     lines.append("")
     if record.target_down is not None:
         lines += _down_lines(record.target_down)
+    sorted_out = record.triage()
+    expected = set(sorted_out.expected) if sorted_out is not None else set()
     bad = [
         result
         for result in record.requirement_results()
-        if result.outcome in (Outcome.FAIL, Outcome.ERROR)
+        if any(
+            case.outcome in (Outcome.FAIL, Outcome.ERROR)
+            and (case.requirement_id, case.operation) not in expected
+            for case in result.cases
+        )
     ]
     if bad:
-        lines += ["### Requirements not met", ""]
+        title = "New failures (not in the baseline)" if sorted_out else "Requirements not met"
+        lines += [f"### {title}", ""]
         for result in bad[:_MAX_LISTED]:
             requirement = result.requirement
-            first = next(case for case in result.cases if case.outcome is result.outcome)
+            first = next(
+                case
+                for case in result.cases
+                if case.outcome in (Outcome.FAIL, Outcome.ERROR)
+                and (case.requirement_id, case.operation) not in expected
+            )
             lines.append(
                 f"- **{requirement.id}** ({requirement.level}, {result.outcome}) "
-                f"{_escape(requirement.statement)} — {_escape(first.operation)}: "
-                f"{_escape(first.explanation)}"
+                f"{escape_markdown(requirement.statement)} — {escape_markdown(first.operation)}: "
+                f"{escape_markdown(first.explanation)}"
             )
         if len(bad) > _MAX_LISTED:
             lines.append(f"- … and {len(bad) - _MAX_LISTED} more")
         lines.append("")
+    if sorted_out is not None and record.known_failures is not None:
+        lines += _baseline_lines(sorted_out, record.known_failures)
     if html_path is not None:
         lines += [f"Full report: `{Path(html_path).as_posix()}`", ""]
     return "\n".join(lines)

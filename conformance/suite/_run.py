@@ -68,7 +68,11 @@ class Run:
     def selected_requirements(self) -> tuple[Requirement, ...]:
         """The requirements this run judges (``--requirement`` / ``--skip-requirement``)."""
         settings = self.settings
-        return select(settings.requirements, settings.skip_requirements, hostile=settings.robust)
+        chosen = select(settings.requirements, settings.skip_requirements, hostile=settings.robust)
+        if settings.cases:
+            named = {requirement_id for requirement_id, _ in settings.cases}
+            chosen = tuple(requirement for requirement in chosen if requirement.id in named)
+        return chosen
 
     @cached_property
     def selected_ids(self) -> frozenset[str]:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from conformance.exchange import RequestSpec
 from conformance.profile import PROFILES, Settings
 from conformance.suite._liveness import UNRESPONSIVE_AFTER
 from conformance.suite._run import Run
-from tests.conformance.hostile import hostile_server, recording_server
+from tests.conformance.hostile import hostile_server, read_request, recording_server
 
 SECRET = "plugin-test-secret-key"
 
@@ -154,6 +156,94 @@ def test_hostile_requirements_run_last_and_fail_a_server_that_takes_anything(
     assert flood["outcome"] == "fail"
     assert "answered 200: a request this invalid is answered 4xx" in flood["evidence"]["message"]
     assert len(flood["evidence"]["curl"]) < 2000
+
+
+@pytest.mark.slow
+def test_a_baseline_gates_on_new_failures_and_stale_entries(
+    json_target: str, tmp_path: Path
+) -> None:
+    # On this target ERR-UNKNOWN-ROUTE fails, ERR-UNKNOWN-MODEL fails, ROBUST-UNENCODABLE passes.
+    baseline = tmp_path / "known.toml"
+    base = ("--target", json_target, "--robust", "--report-dir", str(tmp_path / "r"))
+    picked = ("--requirement", "ERR-UNKNOWN-ROUTE", "--requirement", "ROBUST-UNENCODABLE")
+    status, output = run_suite(*base, *picked, "--write-baseline", str(baseline))
+    assert status == 1, output
+    assert f"baseline written: {baseline} (1 known failure)" in output
+    assert "ERR-UNKNOWN-ROUTE" in baseline.read_text()
+
+    status, output = run_suite(*base, *picked, "--baseline", str(baseline))
+    assert status == 0, output
+    assert results(tmp_path / "r")["verdict"].startswith("NO NEW FAILURES")
+
+    status, output = run_suite(
+        *base, *picked, "--requirement", "ERR-UNKNOWN-MODEL", "--baseline", str(baseline)
+    )
+    assert status == 1, output
+    assert "new failures in 1 MUST requirement (ERR-UNKNOWN-MODEL)" in output
+
+    with baseline.open("a") as more:
+        more.write(
+            '\n[[known_failures]]\nrequirement = "ROBUST-UNENCODABLE"\n'
+            'operation = "POST /v1/completions"\nreason = "fixed since"\n'
+        )
+    status, output = run_suite(*base, *picked, "--baseline", str(baseline))
+    assert status == 1, output
+    assert "STALE BASELINE" in output
+    assert "stale baseline entry (now passes): ROBUST-UNENCODABLE on POST /v1/completions" in output
+
+    baseline.write_text("[[known_failures]]\nrequirement = 'NOPE-1'\n")
+    status, output = run_suite(*base, *picked, "--baseline", str(baseline))
+    assert status == 4 and "'operation' must be a non-empty string" in output, output
+
+
+def _answer_404(conn: socket.socket, stop: threading.Event) -> None:
+    """A target that answers every request 404 in the spec's error shape."""
+    if read_request(conn, stop):
+        body = b'{"error": "no such thing", "errorCode": 404, "code": 404}'
+        conn.sendall(
+            b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+
+
+@pytest.mark.slow
+def test_replay_sends_only_the_failures_again(json_target: str, tmp_path: Path) -> None:
+    picked = ["ERR-UNKNOWN-ROUTE", "ERR-UNKNOWN-MODEL", "SEM-MODELS-SCOPED", "SEM-USAGE-SUM"]
+    selection = [arg for rid in picked for arg in ("--requirement", rid)]
+    status, output = run_suite("--target", json_target, *selection, "--report-dir", str(tmp_path))
+    first = results(tmp_path)
+    failed = {
+        (c["requirement_id"], c["operation"]) for c in first["cases"] if c["outcome"] == "fail"
+    }
+    assert status == 1 and len(failed) == 5, output  # SEM-USAGE-SUM skips: no usage to add
+
+    started = time.monotonic()
+    status, output = run_suite("replay", str(tmp_path / "results.json"), "-q")
+    assert time.monotonic() - started < 30
+    assert status == 1, output
+    replayed = results(tmp_path / "replay")
+    assert {(c["requirement_id"], c["operation"]) for c in replayed["cases"]} == failed
+    assert replayed["seed"] == first["seed"]
+    assert "### Still failing (5)" in output
+
+    # Against a target that answers 404 to everything, the error rules hold, and the scoped
+    # models list cannot be judged: fixed is not claimed for what was not judged.
+    with hostile_server(_answer_404) as fixed_target:
+        status, output = run_suite(
+            "replay", str(tmp_path / "results.json"), "--target", fixed_target, "-q"
+        )
+    assert status == 0, output
+    assert "### Fixed (3)" in output and "### No longer judged (2)" in output
+
+
+@pytest.mark.slow
+def test_replay_of_a_run_without_failures_does_nothing(json_target: str, tmp_path: Path) -> None:
+    run_suite("--target", json_target, "--requirement", "AUTH-*", "--report-dir", str(tmp_path))
+    status, output = run_suite("replay", str(tmp_path / "results.json"))
+    assert status == 0 and "has no failures to replay" in output
+    status, output = run_suite("replay", str(tmp_path / "absent.json"))
+    assert status == 2 and "cannot read" in output
 
 
 @pytest.mark.slow
