@@ -3,9 +3,10 @@
 A requirement is one rule a conforming server keeps, stated in one sentence. The IDs are stable
 (reports, CI gates and ``--requirement`` selections name them), so rename nothing: add new ones.
 Each ID starts with its family (``SCHEMA``, ``STREAM``, ``ERR``, ``AUTH``, ``SEM``,
-``FIELD``, ``ROBUST``), which is also how the suite's test modules are split: ``FIELD`` holds
-what each documented request field (beyond the sampling basics) must visibly do, ``ROBUST`` what
-a server does with hostile traffic (judged only on request, see :data:`HOSTILE_FAMILY`).
+``FIELD``, ``SDK``, ``ROBUST``), which is also how the suite's test modules are split: ``FIELD``
+holds what each documented request field (beyond the sampling basics) must visibly do, ``SDK``
+what OpenAI's official client makes of the answers, ``ROBUST`` what a server does with hostile
+traffic (judged only on request, see :data:`HOSTILE_FAMILY`).
 
 Each source names the places the rule comes from, all shipped with the kit (see
 :mod:`conformance.sources`): nodes of the contract by JSON pointer (``spec:#/components/...``),
@@ -460,6 +461,41 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "spec:#/components/schemas/ChatCompletionRequest/properties/audio; "
         "spec:#/components/schemas/ChatCompletionRequest/properties/modalities",
     ),
+    # ------------------------------------------------------------------ the official client
+    Requirement(
+        "SDK-CHAT-PLAIN",
+        _MUST,
+        "A chat completion is valid as the openai package's ChatCompletion type.",
+        f"{_INFO} (Official clients); spec:#/components/schemas/ChatCompletion",
+    ),
+    Requirement(
+        "SDK-CHAT-STREAM",
+        _MUST,
+        "A chat stream, plain or with a forced tool call, is read to its end by the openai "
+        "package, each chunk valid as its ChatCompletionChunk, and its stream accumulator "
+        "builds the final message from it without error.",
+        f"{_INFO} (Official clients); {_STREAM_RULES}",
+    ),
+    Requirement(
+        "SDK-STREAM-MATCHES",
+        _SHOULD,
+        "The message the openai package accumulates from a seeded temperature-0 chat stream "
+        "has the content, tool calls and finish_reason of the plain answer to the same request.",
+        f"{_INFO} (Official clients); spec:#/components/schemas/Seed (streamed or not)",
+    ),
+    Requirement(
+        "SDK-MODELS",
+        _MUST,
+        "Every entry of a models list is valid as the openai package's Model type.",
+        f"{_INFO} (Official clients); spec:#/components/schemas/ModelList",
+    ),
+    Requirement(
+        "SDK-ERRORS",
+        _MUST,
+        "An error answer, also to a request for a stream, makes the openai package raise its "
+        "exception for the status at once, with the server's message in it.",
+        f"{_INFO} (Official clients; Streaming); spec:#/components/schemas/Error",
+    ),
     # ------------------------------------------------------------------ hostile input (opt-in)
     Requirement(
         "ROBUST-SCHEMA-BOMB",
@@ -501,7 +537,16 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     ),
 )
 
-FAMILIES: tuple[str, ...] = ("SCHEMA", "STREAM", "ERR", "AUTH", "SEM", "FIELD", "ROBUST")
+FAMILIES: tuple[str, ...] = (
+    "SCHEMA",
+    "STREAM",
+    "ERR",
+    "AUTH",
+    "SEM",
+    "FIELD",
+    "SDK",
+    "ROBUST",
+)
 """The requirement families, in report order."""
 HOSTILE_FAMILY = "ROBUST"
 """The family that sends hostile traffic: judged only when a run opts in (``--robust``)."""

@@ -198,6 +198,7 @@ SELECTORS: Mapping[str, Callable[[Contract], list[Operation]]] = {
     "scoped-models": scoped_models_operations,
     "text-choice": text_choice_operations,
     "request-shapes": request_shapes,
+    "chat": lambda contract: request_shapes(contract, lambda properties: "messages" in properties),
     "one-generating": lambda contract: streaming_operations(contract)[:1],
     "no-body": lambda contract: [op for op in contract.operations if not op.request_body_pointers],
     "enum-path": lambda contract: [

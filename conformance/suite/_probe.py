@@ -26,7 +26,13 @@ from conformance.suite._run import Run
 from spec import Contract, Operation
 
 __all__ = [
+    "FORCED_TOOL_CHOICE",
     "PROBE_TOKENS",
+    "TOOLS",
+    "TOOL_NAME",
+    "TOOL_PARAMETERS",
+    "TOOL_PROMPT",
+    "TOOL_TOKENS",
     "answer_of",
     "field_answer",
     "per_operation",
@@ -35,11 +41,30 @@ __all__ = [
     "stream",
     "stream_observation",
     "streamed_pair",
+    "tool_body",
     "value_for",
+    "with_user_text",
 ]
 
 PROBE_TOKENS = 8
 """``max_tokens`` of the base probe: enough text to pick a stop sequence from."""
+
+TOOL_NAME = "get_weather"
+"""The function of the tool probes."""
+TOOL_PARAMETERS: dict[str, Any] = {
+    "type": "object",
+    "properties": {"city": {"type": "string", "enum": ["Paris", "London"]}},
+    "required": ["city"],
+    "additionalProperties": False,
+}
+"""Its parameters: one argument, from two values, so that a call is short and checkable."""
+TOOLS = {TOOL_NAME: TOOL_PARAMETERS}
+TOOL_PROMPT = "What is the weather in Paris?"
+TOOL_TOKENS = 24
+"""``max_tokens`` of a tool probe. A call costs more tokens than prose (the server may have the
+model choose the tool first): 24 leave room for this one-argument call, and a cut call is not
+judged."""
+FORCED_TOOL_CHOICE = {"type": "function", "function": {"name": TOOL_NAME}}
 
 _DROPPED = (
     "stream",
@@ -87,6 +112,27 @@ def plain_body(run: Run, operation: Operation) -> dict[str, Any]:
         if others:
             body[MODEL_FIELD] = others[0]
     return body
+
+
+def with_user_text(body: Mapping[str, Any], text: str) -> dict[str, Any]:
+    """``body`` with one user message (chat) or prompt (completions) of ``text``."""
+    if "messages" in body:
+        return {**body, "messages": [{"role": "user", "content": text}]}
+    return {**body, "prompt": text}
+
+
+def tool_body(run: Run, operation: Operation, tool_choice: Any) -> dict[str, Any]:
+    """The base probe asking for the weather, with the tool and ``tool_choice``."""
+    tools = [
+        {"type": "function", "function": {"name": name, "parameters": parameters}}
+        for name, parameters in TOOLS.items()
+    ]
+    return {
+        **with_user_text(plain_body(run, operation), TOOL_PROMPT),
+        "tools": tools,
+        "tool_choice": tool_choice,
+        "max_tokens": TOOL_TOKENS,
+    }
 
 
 def send(run: Run, operation: Operation, body: Mapping[str, Any]) -> Exchange:

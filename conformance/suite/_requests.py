@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from conformance.exchange import RequestSpec
+from conformance.exchange import Exchange, RequestSpec
 from conformance.schema_types import allowed_types
 from conformance.suite._operations import (
     JSON,
@@ -27,13 +27,16 @@ from conformance.suite._operations import (
     request_schema,
     unknown_route,
 )
+from conformance.suite._run import Run
 from spec import Contract, Operation
 
 __all__ = [
     "BadRequest",
+    "Sent",
     "bad_requests",
     "example_body",
     "json_request",
+    "sent_bad_requests",
     "unknown_route_request",
     "wrong_method_request",
 ]
@@ -284,3 +287,31 @@ def wrong_method_request(
             headers = (("Content-Type", JSON),) if body is not None else ()
             return RequestSpec(method, path, headers, body), documented
     return None
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A bad request and its answer."""
+
+    bad: BadRequest
+    exchange: Exchange
+
+
+def sent_bad_requests(run: Run, operation: Operation) -> list[Sent]:
+    """The operation's bad requests (and a wrong method on its path), each sent once per run.
+
+    Shared: each ERR rule judges the status of its own kind, ERR-BODY-SHAPE every error body,
+    and the SDK rules how the official client reads each error.
+    """
+
+    def send_all() -> list[Sent]:
+        variants = run.settings.profile.error_variants
+        bads = bad_requests(run.contract, operation, run.served_models, variants)
+        wrong = wrong_method_request(run.contract, operation)
+        if wrong is not None:
+            request, documented = wrong
+            what = f"{request.method} on {operation.path} (documented: {', '.join(documented)})"
+            bads.append(BadRequest("ERR-METHOD-405", what, request, 405))
+        return [Sent(bad, run.send(bad.request)) for bad in bads]
+
+    return run.cached(("bad-requests", operation.label), send_all)

@@ -8,8 +8,6 @@ error answer the operation gave.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
 from conformance.checks.errors import (
@@ -21,10 +19,8 @@ from conformance.checks.errors import (
 from conformance.exchange import Exchange
 from conformance.suite._judgement import Judgement
 from conformance.suite._requests import (
-    BadRequest,
-    bad_requests,
+    sent_bad_requests,
     unknown_route_request,
-    wrong_method_request,
 )
 from conformance.suite._run import Run
 from spec import Operation
@@ -32,26 +28,7 @@ from spec import Operation
 UNKNOWN_ROUTE_LABEL = "(unknown route)"
 
 
-@dataclass(frozen=True)
-class Sent:
-    """A bad request and its answer."""
-
-    bad: BadRequest
-    exchange: Exchange
-
-
-def _sent(run: Run, operation: Operation) -> list[Sent]:
-    def send_all() -> list[Sent]:
-        variants = run.settings.profile.error_variants
-        bads = bad_requests(run.contract, operation, run.served_models, variants)
-        wrong = wrong_method_request(run.contract, operation)
-        if wrong is not None:
-            request, documented = wrong
-            what = f"{request.method} on {operation.path} (documented: {', '.join(documented)})"
-            bads.append(BadRequest("ERR-METHOD-405", what, request, 405))
-        return [Sent(bad, run.send(bad.request)) for bad in bads]
-
-    return run.cached(("bad-requests", operation.label), send_all)
+_sent = sent_bad_requests
 
 
 def _judge_status(judgement: Judgement, operation: Operation | None) -> None:

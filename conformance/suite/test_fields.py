@@ -41,13 +41,21 @@ from conformance.suite._draw import derive_seed, draw
 from conformance.suite._judgement import Judgement
 from conformance.suite._operations import ignored_fields, request_schema
 from conformance.suite._probe import (
+    FORCED_TOOL_CHOICE,
+    TOOL_NAME,
+    TOOL_PARAMETERS,
+    TOOL_PROMPT,
+    TOOL_TOKENS,
+    TOOLS,
     field_answer,
     per_operation,
     plain_body,
     send,
     stream,
     stream_observation,
+    tool_body,
     value_for,
+    with_user_text,
 )
 from conformance.suite._run import Run
 from conformance.suite._schemathesis import build_schema
@@ -66,25 +74,9 @@ _JSON_SCHEMA = {
     "required": ["ok"],
     "additionalProperties": False,
 }
-_TOOL = "get_weather"
-_TOOL_PARAMETERS = {
-    "type": "object",
-    "properties": {"city": {"type": "string", "enum": ["Paris", "London"]}},
-    "required": ["city"],
-    "additionalProperties": False,
-}
-_TOOLS = {_TOOL: _TOOL_PARAMETERS}
-_TOOL_PROMPT = "What is the weather in Paris?"
-# A call costs more tokens than prose (the server may have the model choose the tool first):
-# 24 leave room for this one-argument call, and a cut call is not judged.
-_TOOL_TOKENS = 24
-
-
-def _user(body: Mapping[str, Any], text: str) -> dict[str, Any]:
-    """``body`` with one user message (chat) or prompt (completions) of ``text``."""
-    if "messages" in body:
-        return {**body, "messages": [{"role": "user", "content": text}]}
-    return {**body, "prompt": text}
+# The forced tool and the prompt that asks for it are shared with the SDK rules (in _probe).
+_TOOL, _TOOL_PARAMETERS, _TOOLS = TOOL_NAME, TOOL_PARAMETERS, TOOLS
+_TOOL_PROMPT, _TOOL_TOKENS, _user = TOOL_PROMPT, TOOL_TOKENS, with_user_text
 
 
 def _is_chat(run: Run, operation: Operation) -> bool:
@@ -394,17 +386,7 @@ def test_json_schema_invalid(judgement: Judgement, operation: Operation) -> None
 # ------------------------------------------------------------------------------ tools
 
 
-def _tool_body(run: Run, operation: Operation, tool_choice: Any) -> dict[str, Any]:
-    tools = [
-        {"type": "function", "function": {"name": name, "parameters": parameters}}
-        for name, parameters in _TOOLS.items()
-    ]
-    return {
-        **_user(plain_body(run, operation), _TOOL_PROMPT),
-        "tools": tools,
-        "tool_choice": tool_choice,
-        "max_tokens": _TOOL_TOKENS,
-    }
+_tool_body = tool_body
 
 
 def _judge_calls(judgement: Judgement, exchange: Exchange, check: Callable[[Any], Any]) -> None:
@@ -424,7 +406,7 @@ def _judge_calls(judgement: Judgement, exchange: Exchange, check: Callable[[Any]
     judgement.findings(check(answer), exchange=exchange)
 
 
-_FORCED_CHOICE = {"type": "function", "function": {"name": _TOOL}}
+_FORCED_CHOICE = FORCED_TOOL_CHOICE
 
 
 @requirement("FIELD-TOOL-FORCED", applies_to="field:tools")

@@ -54,12 +54,13 @@ def test_every_wire_decision_is_cited_from_the_spec() -> None:
         assert "spec" in schemes, req.id
 
 
-def test_should_requirements_are_the_four_documented_ones() -> None:
+def test_should_requirements_are_the_five_documented_ones() -> None:
     should = {r.id for r in REQUIREMENTS if r.level is Level.SHOULD}
     assert should == {
         "SEM-SEED-REPEATABLE",
         "SEM-STREAM-AGREES",
         "SEM-COMPLETION-TEXT",
+        "SDK-STREAM-MATCHES",
         "ROBUST-STALLED-CLOSED",
     }
 

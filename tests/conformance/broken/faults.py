@@ -583,6 +583,62 @@ def _first_choice_only(number: int, chunk: dict[str, Any]) -> dict[str, Any] | N
 
 # ------------------------------------------------------------------------------ the catalogue
 
+# ------------------------------------------------------------------------------ the official client
+
+
+def _no_call_index(number: int, chunk: dict[str, Any]) -> dict[str, Any]:
+    """Tool-call deltas without their ``index`` (the client's accumulator needs it)."""
+    for choice in chunk.get("choices", []):
+        for call in (choice.get("delta") or {}).get("tool_calls") or []:
+            call.pop("index", None)
+    return chunk
+
+
+def _usage_chunk_without_choices(number: int, chunk: dict[str, Any]) -> dict[str, Any]:
+    """The usage chunk without its ``choices: []``."""
+    if chunk.get("choices") == [] and chunk.get("usage"):
+        del chunk["choices"]
+    return chunk
+
+
+def _role_bot(request: ProxyRequest, body: dict[str, Any]) -> dict[str, Any]:
+    """Chat answers whose message role is not ``assistant``."""
+    for choice in body.get("choices", []):
+        message = choice.get("message")
+        if (
+            isinstance(message, dict)
+            and body.get("object") == "chat.completion"
+            and ("messages" in (_asked(request) or {}))
+        ):
+            message["role"] = "bot"
+    return body
+
+
+def _models_without_created(request: ProxyRequest, response: ProxyResponse) -> ProxyResponse:
+    """Model lists whose entries lack ``created``."""
+    body = response.json()
+    if response.status == 200 and isinstance(body, dict) and body.get("object") == "list":
+        entries = [{k: v for k, v in e.items() if k != "created"} for e in body.get("data", [])]
+        return response.with_json({**body, "data": entries})
+    return response
+
+
+def _empty_error_bodies(request: ProxyRequest, response: ProxyResponse) -> ProxyResponse:
+    """Every error status with an empty body."""
+    if response.status >= 400:
+        return ProxyResponse(response.status, (("content-type", "application/json"),), b"")
+    return response
+
+
+def _stream_errors_in_a_200(request: ProxyRequest, response: ProxyResponse) -> ProxyResponse:
+    """A request for a stream that fails before it starts: a 200 stream holding the error."""
+    if request.streams and response.status >= 400:
+        error = {"error": {"message": "invalid request", "type": "invalid_request_error"}}
+        events = f"data: {json.dumps(error)}\n\ndata: [DONE]\n\n".encode()
+        return ProxyResponse(200, (("content-type", "text/event-stream"),), events)
+    return response
+
+
 # ------------------------------------------------------------------------------ hostile input
 
 _FLOOD_BYTES = 1_000_000
@@ -628,6 +684,7 @@ API_KEY = "broken-server-test-key"
 
 STREAM, SCHEMA, ERR, AUTH, SEM = "STREAM-*", "SCHEMA-*", "ERR-*", "AUTH-*", "SEM-*"
 FIELD = "FIELD-*"
+SDK = "SDK-*"
 #: Every hostile fault runs with these: the stall rule waits up to --timeout for the
 #: reference to close a stalled body (30 s by default), and the others bound each sample by
 #: min(10 s, --timeout).
@@ -904,6 +961,40 @@ BROKEN_SERVERS: tuple[BrokenServer, ...] = (
         "FIELD-IGNORED-ACCEPTED",
     ),
     _server("audio-served", Fault(on_request=_body(_no_audio)), FIELD, "FIELD-AUDIO-REFUSED"),
+    # the official client
+    _server(
+        "tool-call-delta-without-index",
+        Fault(on_events=_chunks(_no_call_index)),
+        SDK,
+        "SDK-CHAT-STREAM",
+    ),
+    _server(
+        "usage-chunk-without-choices",
+        Fault(on_events=_chunks(_usage_chunk_without_choices)),
+        SDK,
+        "SDK-CHAT-STREAM",
+    ),
+    _server("chat-role-bot", Fault(on_response=_json_answers(_role_bot)), SDK, "SDK-CHAT-PLAIN"),
+    _server(
+        "models-without-created",
+        Fault(on_response=_models_without_created),
+        SDK,
+        "SDK-MODELS",
+    ),
+    _server("empty-error-bodies", Fault(on_response=_empty_error_bodies), SDK, "SDK-ERRORS"),
+    _server(
+        "stream-error-in-a-200",
+        Fault(on_response=_stream_errors_in_a_200),
+        SDK,
+        "SDK-ERRORS",
+    ),
+    _server(
+        "sdk-stream-disagrees",
+        Fault(on_events=_chunks(_stream_differs)),
+        SDK,
+        "SDK-STREAM-MATCHES",
+        should_only=True,
+    ),
     # hostile input: each narrowed to its own rule, since the proxy itself (plain uvicorn)
     # keeps stalled connections open for ever, which only ROBUST-STALLED-CLOSED may judge
     _server(
