@@ -238,6 +238,22 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         f"{_INFO} (Errors: errorCode is the HTTP status); spec:#/components/schemas/Error; "
         "spec:#/components/schemas/HTTPValidationError; spec:#/components/schemas/InternalError",
     ),
+    Requirement(
+        "ERR-NO-LEAK",
+        _MUST,
+        "No error answer carries a stack trace, a source file path or an exception class name, "
+        "or echoes the API key the request carried.",
+        f"{_INFO} (Status codes: no traceback; Authentication); "
+        "spec:#/components/schemas/InternalError",
+    ),
+    Requirement(
+        "ERR-RECOVERS",
+        _MUST,
+        "After each kind of rejected request (malformed, invalid, unknown model or route, wrong "
+        "method, oversized), and after a client that leaves mid-stream, the next valid request "
+        "is served 2xx promptly.",
+        f"{_INFO} (Limits: the next request is served as if it had not come)",
+    ),
     # ------------------------------------------------------------------ authentication
     Requirement(
         "AUTH-MISSING-KEY",

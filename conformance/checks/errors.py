@@ -9,6 +9,7 @@ not every other rule at once.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from conformance.checks._finding import Finding, ResponseLike, Validator, schema
 
 __all__ = [
     "check_error_body",
+    "check_no_leak",
     "expect_allow",
     "expect_status",
     "expect_validation_error",
@@ -154,3 +156,41 @@ def check_error_body(
             )
         ]
     return []
+
+
+_LEAKS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("a stack trace", re.compile(r"Traceback \(most recent call last\)|^\s+at [\w.$]+\(", re.M)),
+    (
+        "a source file path",
+        re.compile(r"(?:[A-Za-z]:)?(?:[\\/][\w.-]+)+\.(?:py|js|ts|go|rs|java|rb)\b|site-packages"),
+    ),
+    ("an exception class name", re.compile(r"\b[A-Z][A-Za-z0-9]*(?:Error|Exception)\b")),
+)
+"""What an error body must not carry, each with a pattern that finds it."""
+
+
+def check_no_leak(response: ResponseLike, what: str, secret: str | None) -> list[Finding]:
+    """ERR-NO-LEAK: an error answer shows no internals and does not echo the key it was sent.
+
+    Internals are a stack trace, a source file path or an exception class name in the body;
+    ``secret`` is the key the request carried, looked for in the body and every header.
+    """
+    status = response.status
+    if status is None or status < 400:
+        return []
+    text = response.body.decode("utf-8", "replace")
+    findings = []
+    if secret and (secret in text or any(secret in value for _, value in response.headers)):
+        findings.append(
+            Finding("ERR-NO-LEAK", f"the {status} answer to {what} echoes the key it was sent.")
+        )
+    for name, pattern in _LEAKS:
+        found = pattern.search(text)
+        if found is not None:
+            findings.append(
+                Finding(
+                    "ERR-NO-LEAK",
+                    f"the {status} answer to {what} carries {name}: {found.group(0)[:80]!r}.",
+                )
+            )
+    return findings

@@ -2,6 +2,7 @@
 
 Here a request that got no answer is the target's failure: it is what hostile traffic does to
 a fragile server (the suite's other families call it an error, since they cannot judge).
+``ERR-RECOVERS`` shares :func:`check_still_serving`.
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ def check_hostile_answer(
 def check_still_serving(
     requirement_id: str, exchange: Exchange, after: str, *, bound: float
 ) -> list[Finding]:
-    """The valid request sent after hostile traffic was answered 2xx in time."""
+    """The valid request sent after trouble was answered 2xx in time.
+
+    Trouble is hostile traffic (``ROBUST-*``) or a rejected request (``ERR-RECOVERS``).
+    """
     if exchange.status is None:
         message = f"After {after}, a valid request {_no_answer(exchange, bound)}."
         return [Finding(requirement_id, message)]

@@ -2,27 +2,37 @@
 
 The bad requests of each operation are built from its spec example and request schema
 (:func:`conformance.suite._requests.bad_requests`), sent once per run, and shared: each ERR
-rule judges the status of its own kind of request, and ERR-BODY-SHAPE judges the body of every
-error answer the operation gave.
+rule judges the status of its own kind of request, ERR-BODY-SHAPE judges the body of every
+error answer the operation gave, and ERR-NO-LEAK what those bodies must not show.
+ERR-RECOVERS sends each kind again, each followed at once by a valid request.
 """
 
 from __future__ import annotations
+
+import secrets
+import time
 
 import pytest
 
 from conformance.checks.errors import (
     check_error_body,
+    check_no_leak,
     expect_allow,
     expect_status,
     expect_validation_error,
 )
-from conformance.exchange import Exchange
+from conformance.checks.robustness import check_still_serving
+from conformance.exchange import Exchange, RequestSpec
+from conformance.suite._hostile import OVERSIZED_BYTES, Flood, follow_up
 from conformance.suite._judgement import Judgement
+from conformance.suite._probe import per_operation, plain_body
 from conformance.suite._requests import (
+    json_request,
     sent_bad_requests,
     unknown_route_request,
 )
 from conformance.suite._run import Run
+from conformance.transport import Transport
 from spec import Operation
 
 UNKNOWN_ROUTE_LABEL = "(unknown route)"
@@ -170,3 +180,109 @@ def test_error_body_shape(judgement: Judgement, operation: Operation | None) -> 
         findings = check_error_body(exchange, validator, what)  # type: ignore[arg-type]
         judgement.findings(findings, exchange=exchange, extra={"request_kind": what})
     judgement.conclude()
+
+
+@requirement("ERR-NO-LEAK", applies_to="all")
+@per_operation
+def test_error_answers_leak_nothing(judgement: Judgement, operation: Operation) -> None:
+    """No error body shows internals; none echoes the key the request carried."""
+    run = judgement.run
+    answers = [(sent.bad.what, sent.exchange, None) for sent in _sent(run, operation)]
+    # One bad request again, carrying a key made up here: it must not come back.
+    canary = "sk-mimic-canary-" + secrets.token_hex(8)
+    bads = _sent(run, operation)
+    if bads:
+        bad = bads[0].bad.request
+        headers = (*bad.headers, ("Authorization", f"Bearer {canary}"))
+        keyed = RequestSpec(bad.method, bad.url, headers, bad.body)
+        what = f"{bads[0].bad.what}, with a made-up key"
+        answers.append((what, run.send(keyed, credentials=False), canary))
+    for what, exchange, secret in answers:
+        if exchange.status is None:
+            judgement.transport_error(exchange)
+        elif exchange.status < 400:
+            judgement.not_applicable(f"{what} was answered {exchange.status} (ERR judges it)")
+        else:
+            judgement.findings(
+                check_no_leak(exchange, what, secret),
+                exchange=exchange,
+                extra={"request_kind": what},
+            )
+
+
+RECOVERY_SLACK = 5.0
+"""Seconds a request after trouble may take beyond five times what it took before."""
+_LEFT_AFTER_EVENTS = 2
+_ABANDONED_TOKENS = 500
+
+
+def _abandoned_stream(run: Run, operation: Operation) -> Exchange:
+    """A long stream that the client leaves after its first events."""
+    body = {**plain_body(run, operation), "stream": True, "max_tokens": _ABANDONED_TOKENS}
+    key = run.settings.api_key
+    headers = run.auth_headers(key) if key else {}
+    with Transport(
+        run.target, timeout=run.settings.timeout, headers=headers, max_events=_LEFT_AFTER_EVENTS
+    ) as leaving:
+        return leaving.stream_events(json_request(run.contract, operation, body)).exchange
+
+
+def _troubles(run: Run, operation: Operation) -> list[tuple[str, RequestSpec]]:
+    """One request of each kind the target must reject, and go on serving after."""
+    kinds: dict[str, RequestSpec] = {}
+    for sent in _sent(run, operation):
+        kinds.setdefault(sent.bad.requirement_id, sent.bad.request)
+    troubles = [(rid.removeprefix("ERR-").lower(), request) for rid, request in kinds.items()]
+    troubles.append(("an unknown route", unknown_route_request(run.contract)))
+    base = plain_body(run, operation)
+    oversized = Flood.into(base, "mimic_conformance_padding", "a", OVERSIZED_BYTES, kind="text")
+    request = json_request(run.contract, operation, {})
+    troubles.append(
+        (
+            "a body over the 4 MiB limit",
+            RequestSpec(
+                request.method,
+                request.url,
+                request.headers,
+                oversized.text().encode(),
+                body_source=oversized.shell_command(),
+            ),
+        )
+    )
+    return troubles
+
+
+@requirement("ERR-RECOVERS", applies_to="one-generating")
+@per_operation
+def test_the_target_serves_on_after_trouble(judgement: Judgement, operation: Operation) -> None:
+    """After each kind of rejected request, and a client that left, the next is served."""
+    run, rid = judgement.run, judgement.requirement_id
+    valid = follow_up(run, operation)
+    started = time.monotonic()
+    before = run.send(valid)
+    if before.status is None or not 200 <= before.status < 300:
+        judgement.not_applicable(f"a valid request was answered {before.status} to begin with")
+        return
+    bound = min(run.settings.timeout, RECOVERY_SLACK + 5 * (time.monotonic() - started))
+    for what, trouble in _troubles(run, operation):
+        exchange = run.send(trouble)
+        if exchange.status is None:
+            judgement.transport_error(exchange)
+            continue
+        after = run.send(valid, timeout=bound)
+        findings = check_still_serving(rid, after, f"{what} ({exchange.status})", bound=bound)
+        sent_before = {"sent_just_before": exchange.request.method + " " + exchange.request.url}
+        judgement.findings(findings, exchange=after, extra=sent_before)
+    abandoned = _abandoned_stream(run, operation)
+    if abandoned.status == 200:
+        after = run.send(valid, timeout=bound)
+        what = f"a client that left a {_ABANDONED_TOKENS}-token stream after its first events"
+        judgement.findings(
+            check_still_serving(rid, after, what, bound=bound),
+            exchange=after,
+            extra={"sent_just_before": "the abandoned stream"},
+        )
+    else:
+        judgement.not_applicable(
+            f"a {_ABANDONED_TOKENS}-token stream was answered {abandoned.status}"
+        )

@@ -583,6 +583,66 @@ def _first_choice_only(number: int, chunk: dict[str, Any]) -> dict[str, Any] | N
 
 # ------------------------------------------------------------------------------ the catalogue
 
+# ------------------------------------------------------------------------------ leaks, recovery
+
+_TRACEBACK = (
+    "\nTraceback (most recent call last):\n"
+    '  File "/srv/mimic/app.py", line 12, in handle\nValueError: bad input'
+)
+
+
+def _traceback_in_errors(request: ProxyRequest, response: ProxyResponse) -> ProxyResponse:
+    """Error messages that end with the server's stack trace."""
+    body = response.json()
+    if response.status >= 400 and isinstance(body, dict) and isinstance(body.get("error"), str):
+        return response.with_json({**body, "error": body["error"] + _TRACEBACK})
+    return response
+
+
+def _echoes_the_key(request: ProxyRequest, response: ProxyResponse) -> ProxyResponse:
+    """Error answers that quote the Authorization header they were sent."""
+    key = request.header("authorization")
+    if response.status >= 400 and key:
+        headers = (*response.headers, ("x-request-auth", key))
+        return ProxyResponse(response.status, headers, response.body)
+    return response
+
+
+def _degrades_after_an_error() -> Callable[[ProxyRequest, ProxyResponse], ProxyResponse]:
+    """After any 4xx, the next request is answered 503."""
+    errors = 0
+
+    def on_response(request: ProxyRequest, response: ProxyResponse) -> ProxyResponse:
+        nonlocal errors
+        if errors:
+            errors = 0
+            return _error(503, "still recovering from the last request")
+        if 400 <= response.status < 500:
+            errors += 1
+        return response
+
+    return on_response
+
+
+def _keeps_generating_after_a_client_left() -> Callable[
+    [ProxyRequest], ProxyRequest | ProxyResponse
+]:
+    """After a long stream, the next request waits 8 s (the abandoned generation, finishing)."""
+    owed = 0.0
+
+    def on_request(request: ProxyRequest) -> ProxyRequest | ProxyResponse:
+        nonlocal owed
+        if owed:
+            time.sleep(owed)  # blocks the proxy's loop: a server busy with the old stream
+            owed = 0.0
+        payload = _asked(request)
+        if request.streams and int(payload.get("max_tokens") or 0) >= 400:
+            owed = 8.0
+        return request
+
+    return on_request
+
+
 # ------------------------------------------------------------------------------ the official client
 
 
@@ -961,6 +1021,21 @@ BROKEN_SERVERS: tuple[BrokenServer, ...] = (
         "FIELD-IGNORED-ACCEPTED",
     ),
     _server("audio-served", Fault(on_request=_body(_no_audio)), FIELD, "FIELD-AUDIO-REFUSED"),
+    # leaks, recovery
+    _server("traceback-in-errors", Fault(on_response=_traceback_in_errors), ERR, "ERR-NO-LEAK"),
+    _server("echoes-the-key", Fault(on_response=_echoes_the_key), ERR, "ERR-NO-LEAK"),
+    _server(
+        "degrades-after-an-error",
+        Fault(on_response=_degrades_after_an_error()),
+        "ERR-RECOVERS",
+        "ERR-RECOVERS",
+    ),
+    _server(
+        "keeps-generating-after-a-client-left",
+        Fault(on_request=_keeps_generating_after_a_client_left()),
+        "ERR-RECOVERS",
+        "ERR-RECOVERS",
+    ),
     # the official client
     _server(
         "tool-call-delta-without-index",
