@@ -98,8 +98,11 @@ class Run:
         """Send one request and read its whole answer, unless the target is taken for down.
 
         With ``credentials=False`` the request goes out with only its own headers, not the
-        run's API key. Any incomplete answer counts against the target's liveness: a target
-        that streams forever answers every request with a status and then costs a whole timeout.
+        run's API key. An incomplete answer counts against the target's liveness (a target that
+        streams forever answers every request with a status and then costs a whole timeout),
+        except one cut off as stalled: its head arrived, so the target answers, and what its
+        silence costs is already bounded by :attr:`patience`. A target that stalls only its
+        streams is not down, whatever order the run sends its requests in.
         """
         transport = self.transport if credentials else self._bare_transport
         with self._lock:
@@ -107,8 +110,11 @@ class Run:
             bounds = self._bounds(request)
         if refusal is not None:
             return Exchange(request=transport.prepare(request), failure=refusal)
-        exchange = transport.send(request, timeout=timeout, **bounds)
-        self._observe(exchange, failed=exchange.failure is not None)
+        with transport.stream(request, timeout=timeout, **bounds) as body:
+            for _ in body:
+                pass
+        exchange = body.exchange
+        self._observe(exchange, failed=exchange.failure is not None and body.ended_by != "stalled")
         return exchange
 
     def stream(self, request: RequestSpec, *, timeout: float | None = None) -> StreamResult:

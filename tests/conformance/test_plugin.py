@@ -345,6 +345,23 @@ def test_a_target_that_stops_answering_is_not_asked_forever() -> None:
     assert "not sent" in (exchanges[-1].failure.message if exchanges[-1].failure else "")
 
 
+def test_a_target_that_stalls_only_its_streams_is_not_taken_for_down() -> None:
+    # The plain sends of streamed bodies (as the SDK and ERR-RECOVERS rules make them) stall
+    # after the first one left its answer open past the timeout: those cut-offs are bounded
+    # silences of a target that answers, so they must not add up to an outage.
+    body = json.dumps({"model": "mythomax", "prompt": "x", "stream": True}).encode()
+    request = RequestSpec("POST", "/v1/completions", (("content-type", "application/json"),), body)
+    with hostile_server("stalls-streams") as target:
+        run = Run(_settings(target, 0.5), target)
+        try:
+            exchanges = [run.send(request) for _ in range(UNRESPONSIVE_AFTER + 2)]
+        finally:
+            run.close()
+    assert all(exchange.status == 200 for exchange in exchanges)
+    assert exchanges[0].failure is not None and exchanges[-1].failure is not None
+    assert run.liveness.outage is None
+
+
 @pytest.mark.parametrize(
     ("code", "expected"),
     [

@@ -316,7 +316,8 @@ def test_the_next_request_starts_only_once_a_cancelled_one_has_stopped() -> None
             victim.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await victim
-            assert engine.running == 0
+            # The follower may already be generating here (it is woken before this task):
+            # that the two never overlapped is most_running, below.
             assert len(await follower) == 4
             await runner.close()
 
