@@ -150,10 +150,17 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "STREAM-USAGE",
         _MUST,
         "With stream_options.include_usage true, one chunk with choices [] and usage comes "
-        "just before [DONE] and every other chunk has usage null; without it, no chunk "
-        "carries usage.",
+        'just before [DONE] and every other chunk carries "usage": null, present; without it, '
+        "no chunk carries a non-null usage.",
         f"{_STREAM_RULES}; spec:#/components/schemas/ChunkBase/properties/usage; "
-        "spec:#/components/schemas/StreamOptions",
+        "spec:#/components/schemas/StreamOptions/properties/include_usage",
+    ),
+    Requirement(
+        "STREAM-ERROR-EVENT",
+        _MUST,
+        "An error after the 200 is exactly one event carrying the 500 error body, followed by "
+        "[DONE] alone: no chunk comes after it and no second error.",
+        f"{_INFO} (Streaming); {_STREAM_RULES}; spec:#/components/schemas/InternalError",
     ),
     Requirement(
         "STREAM-ENDS",
@@ -162,6 +169,15 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "request timeout.",
         f"{_STREAM_RULES} (the connection then closes); verdicts:#bounded-time; "
         "verdicts:#streams-are-read-event-by-event",
+    ),
+    Requirement(
+        "STREAM-INCREMENTAL",
+        _SHOULD,
+        "A stream is sent as it is generated: in a long one, the content events arrive spread "
+        "over at least a fifth of the time from the request to the last of them, not held "
+        "back and sent together.",
+        f"{_INFO} (Streaming: events go out as they are generated); {_STREAM_RULES}; "
+        "verdicts:#stream-timings",
     ),
     # ------------------------------------------------------------------ error codes
     Requirement(
@@ -254,18 +270,30 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "is served 2xx promptly.",
         f"{_INFO} (Limits: the next request is served as if it had not come)",
     ),
+    Requirement(
+        "ERR-BEFORE-STREAM",
+        _MUST,
+        'A request with "stream": true that is refused before generation starts (a value out '
+        "of range, an unknown body model) gets the error status the same request gets without "
+        "stream and an application/json error body, never a 200 event stream holding the error.",
+        f"{_INFO} (Streaming: a request refused before its generation starts; Official clients); "
+        "spec:#/components/responses/ValidationError; spec:#/components/responses/NotFound",
+    ),
     # ------------------------------------------------------------------ authentication
     Requirement(
         "AUTH-MISSING-KEY",
         _MUST,
-        "When the server requires keys, a request that carries none is answered 401.",
+        "When the server requires keys, a request that carries none is answered 401 on "
+        "every operation, streamed or not, and no method a path does not document is "
+        "answered 2xx without one.",
         f"{_INFO} (Authentication); spec:#/components/responses/Unauthorized; spec:#/security",
     ),
     Requirement(
         "AUTH-WRONG-KEY",
         _MUST,
         "When the server requires keys, a request with a key that it does not know is "
-        "answered 401.",
+        "answered 401 on every operation, streamed or not, and no method a path does not "
+        "document is answered 2xx with it.",
         f"{_INFO} (Authentication); spec:#/components/responses/Unauthorized",
     ),
     Requirement(
@@ -279,9 +307,11 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(
         "SEM-MAX-TOKENS",
         _MUST,
-        "usage.completion_tokens never exceeds max_tokens, and finish_reason is 'length' "
-        "when generation reached that limit.",
-        "spec:#/components/schemas/MaxTokens; spec:#/components/schemas/FinishReason",
+        "usage.completion_tokens never exceeds max_tokens and finish_reason is 'length' when "
+        "generation reached that limit, streamed or not, and a streamed choice has no more "
+        "content deltas than max_tokens.",
+        "spec:#/components/schemas/MaxTokens (streamed, the same); "
+        "spec:#/components/schemas/FinishReason",
     ),
     Requirement(
         "SEM-USAGE-SUM",
@@ -292,8 +322,11 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(
         "SEM-STOP-ABSENT",
         _MUST,
-        "The returned text never contains a requested stop sequence, streamed or not.",
-        "spec:#/components/schemas/Stop",
+        "The returned text never contains a requested stop sequence, streamed or not, and a "
+        "streamed text does not end with the start of one unless the plain answer to the same "
+        "seeded request does too.",
+        "spec:#/components/schemas/Stop (and its decision: nothing of a stop sequence leaks "
+        "into a stream)",
     ),
     Requirement(
         "SEM-N-CHOICES",
@@ -304,7 +337,8 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(
         "SEM-PATH-MODEL",
         _MUST,
-        "On a path with {model}, the response's model is the path model, whatever the body says.",
+        "On a path with {model}, the response's model, and every chunk's model when streamed, "
+        "is the path model, whatever the body says.",
         "spec:#/paths/~1{model}~1v1~1chat~1completions/post "
         "(the published page's words, and the decision); "
         f"{_INFO} (Path model wins)",
@@ -319,7 +353,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "SEM-SEED-REPEATABLE",
         _SHOULD,
         "The same request with the same seed returns the same text (at temperature 0 and "
-        "when sampling).",
+        "when sampling), streamed or not.",
         "spec:#/components/schemas/Seed",
     ),
     Requirement(
@@ -394,10 +428,9 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "FIELD-TOOL-FORCED",
         _MUST,
         "A tool_choice naming a function returns tool_calls of that function whose arguments "
-        "are JSON valid against its parameters, with finish_reason tool_calls.",
+        "are JSON valid against its parameters.",
         "spec:#/components/schemas/ChatCompletionRequest/properties/tool_choice; "
-        "spec:#/components/schemas/NamedToolChoice; spec:#/components/schemas/ToolCall; "
-        "spec:#/components/schemas/FinishReason",
+        "spec:#/components/schemas/NamedToolChoice; spec:#/components/schemas/ToolCall",
     ),
     Requirement(
         "FIELD-TOOL-REQUIRED",
@@ -417,9 +450,19 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "FIELD-TOOL-STREAMED",
         _MUST,
         "Streamed tool calls arrive as delta.tool_calls with an index, the first delta of each "
-        "call carries id, type and function name, and its joined arguments are JSON valid "
-        "against the function's parameters.",
+        "call carries id, type and function name and the later ones neither id nor name, every "
+        "arguments piece is a string, and a call's joined arguments are JSON valid against the "
+        "function's parameters.",
         f"{_STREAM_RULES} (tool calls); spec:#/components/schemas/ChunkDelta/properties/tool_calls",
+    ),
+    Requirement(
+        "FIELD-TOOL-FINISH",
+        _MUST,
+        "finish_reason is 'tool_calls' exactly when the choice carries tool calls (a choice cut "
+        "at the token limit aside), whatever the tool_choice, streamed or not.",
+        "spec:#/components/schemas/FinishReason; "
+        "spec:#/components/schemas/ChatCompletionRequest/properties/tool_choice; "
+        f"{_STREAM_RULES} (tool calls)",
     ),
     Requirement(
         "FIELD-TOOL-RESULT-ACCEPTED",

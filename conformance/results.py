@@ -407,10 +407,22 @@ class CaseResult:
     evidence: Evidence | None = None
     reason: str | None = None
     duration: float = 0.0
+    measurements: dict[str, float] | None = None
+    """Figures measured while judging (stream timings), shown beside the verdict, never one."""
 
     def __post_init__(self) -> None:
         self.outcome = Outcome(self.outcome)
         where = f"{self.requirement_id} on {self.operation}"
+        if self.measurements is not None:
+            if not isinstance(self.measurements, Mapping) or not all(
+                isinstance(key, str)
+                and isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+                for key, value in self.measurements.items()
+            ):
+                raise ValueError(f"{where}: measurements must map names to finite numbers")
+            self.measurements = dict(self.measurements)
         if self.outcome is Outcome.FAIL and self.evidence is None:
             raise ValueError(f"{where}: a failure must carry evidence")
         if self.outcome is Outcome.SKIP and not self.reason:
@@ -436,6 +448,7 @@ class CaseResult:
             "evidence": None if self.evidence is None else self.evidence.to_dict(),
             "reason": self.reason,
             "duration": self.duration,
+            "measurements": self.measurements,
         }
 
     @classmethod
@@ -449,6 +462,7 @@ class CaseResult:
             evidence=None if evidence is None else Evidence.from_dict(evidence),
             reason=data["reason"],
             duration=data["duration"],
+            measurements=data.get("measurements"),
         )
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["choices", "clip"]
+__all__ = ["choices", "clip", "listed"]
 
 
 def choices(response: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -18,3 +18,9 @@ def clip(value: Any, limit: int = 120) -> str:
     """``repr(value)``, cut to ``limit`` characters for a finding's message."""
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+def listed(numbers: Sequence[int], shown: int = 5) -> str:
+    """Event numbers for a finding's message: the first ``shown``, then "and N more"."""
+    more = len(numbers) - shown
+    return ", ".join(str(n) for n in numbers[:shown]) + (f" and {more} more" if more > 0 else "")

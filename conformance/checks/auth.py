@@ -11,7 +11,13 @@ from typing import Any
 
 from conformance.checks._finding import Finding, ResponseLike
 
-__all__ = ["check_accepted", "check_rejected", "credential_headers", "header_schemes"]
+__all__ = [
+    "check_accepted",
+    "check_not_served",
+    "check_rejected",
+    "credential_headers",
+    "header_schemes",
+]
 
 _REJECTED = 401
 
@@ -49,6 +55,22 @@ def check_rejected(requirement_id: str, response: ResponseLike, what: str) -> li
         Finding(
             requirement_id,
             f"{what} was answered {response.status}, not {_REJECTED}.",
+        )
+    ]
+
+
+def check_not_served(requirement_id: str, response: ResponseLike, what: str) -> list[Finding]:
+    """AUTH-MISSING-KEY / AUTH-WRONG-KEY on a method the path does not document: never a 2xx.
+
+    Whether such a request is refused for its key (401) or for its method (405) is the
+    contract's choice of order; answering it is a way around the keys either way.
+    """
+    if response.status is None or not 200 <= response.status < 300:
+        return []
+    return [
+        Finding(
+            requirement_id,
+            f"{what} was answered {response.status}: a method the keys do not guard.",
         )
     ]
 

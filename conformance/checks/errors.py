@@ -18,6 +18,7 @@ from conformance.checks._finding import Finding, ResponseLike, Validator, schema
 __all__ = [
     "check_error_body",
     "check_no_leak",
+    "check_refused_before_stream",
     "expect_allow",
     "expect_status",
     "expect_validation_error",
@@ -55,6 +56,33 @@ def expect_status(
             requirement_id,
             f"{what} was answered {response.status}, not {wanted}; "
             f"body: {_excerpt(response.body)!r}",
+        )
+    ]
+
+
+def check_refused_before_stream(
+    plain_status: int, streamed: ResponseLike, media_type: str | None, what: str
+) -> list[Finding]:
+    """ERR-BEFORE-STREAM: a request refused without ``stream`` is refused the same way with it.
+
+    ``plain_status`` is the error status the request got without ``stream``; ``streamed`` is
+    the answer to the same request with ``"stream": true`` and ``media_type`` its media type.
+    A refusal found before generation starts must keep its status and JSON body: a ``200``
+    event stream that carries the error makes every client read it as a success first (the
+    openai package raises nothing until it meets the error event, if it looks for one).
+    """
+    problems = []
+    if streamed.status != plain_status:
+        problems.append(f"answered {streamed.status}, not {plain_status} as without stream")
+    if media_type != "application/json":
+        problems.append(f"its Content-Type is {media_type!r}, not 'application/json'")
+    if not problems:
+        return []
+    return [
+        Finding(
+            "ERR-BEFORE-STREAM",
+            f'{what}, sent with "stream": true, was ' + " and ".join(problems) + "; body: "
+            f"{_excerpt(streamed.body)!r}",
         )
     ]
 

@@ -15,7 +15,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from conformance.checks._answers import choices, clip
+from conformance.checks._answers import choices, clip, listed
 from conformance.checks._finding import Finding, schema_problems
 from conformance.checks.semantics import choice_texts, index_problem
 from conformance.checks.streaming import StreamObservation, streamed_texts
@@ -31,6 +31,7 @@ __all__ = [
     "check_legacy_logprobs",
     "check_prompt_list",
     "check_status",
+    "check_tool_finish",
     "check_tool_forced",
     "check_tool_none",
     "check_tool_required",
@@ -253,17 +254,53 @@ def check_legacy_logprobs(
     )
 
 
+def _streamed_message(text: str, calls: Mapping[Any, dict[str, Any]] | None) -> dict[str, Any]:
+    if not calls:
+        return {"role": "assistant", "content": text}
+    ordered = [calls[index] for index in sorted(calls, key=repr)]
+    return {"role": "assistant", "content": text or None, "tool_calls": ordered}
+
+
+def _add_call_delta(calls: dict[Any, dict[str, Any]], entry: Any) -> None:
+    """Fold one ``delta.tool_calls`` entry into the calls of its choice, by the entry's index.
+
+    The first ``id``, ``type`` and ``function.name`` a call gets are kept (a repeated one is
+    FIELD-TOOL-STREAMED's business, not doubled here), and the string ``function.arguments``
+    pieces are joined.
+    """
+    if not isinstance(entry, Mapping):
+        return
+    function = entry.get("function") if isinstance(entry.get("function"), Mapping) else {}
+    call = calls.setdefault(
+        entry.get("index"),
+        {"id": None, "type": None, "function": {"name": None, "arguments": ""}},
+    )
+    for key in ("id", "type"):
+        if call[key] is None:
+            call[key] = entry.get(key)
+    if call["function"]["name"] is None:
+        call["function"]["name"] = function.get("name")
+    if isinstance(function.get("arguments"), str):
+        call["function"]["arguments"] += function["arguments"]
+
+
 def streamed_response(obs: StreamObservation) -> dict[str, Any]:
     """A non-streamed-shaped response assembled from a stream's chunks, choice by choice.
 
     Each choice gets the text joined from its deltas, its last non-null ``finish_reason``,
-    and ``logprobs`` whose lists are the chunks' lists concatenated (None if no chunk of the
-    choice carried logprobs), so that the plain checks judge the stream too.
+    ``logprobs`` whose lists are the chunks' lists concatenated (None if no chunk of the
+    choice carried logprobs), and, if its deltas carried ``tool_calls``, ``message.tool_calls``
+    folded from them by index (``content`` then None if no text came); the response gets the
+    last ``usage`` a chunk carried (None if none did). So the plain checks judge the stream too.
     """
     texts = streamed_texts(obs)
     logprobs: dict[Any, dict[str, list[Any]]] = {}
     finish: dict[Any, Any] = {}
+    calls: dict[Any, dict[Any, dict[str, Any]]] = {}
+    usage: Any = None
     for chunk in obs.chunks:
+        if chunk.body.get("usage") is not None:
+            usage = chunk.body["usage"]
         for choice in choices(chunk.body):
             index = choice.get("index")
             if choice.get("finish_reason") is not None:
@@ -274,17 +311,22 @@ def streamed_response(obs: StreamObservation) -> dict[str, Any]:
                 for key, value in piece.items():
                     if isinstance(value, list):
                         merged.setdefault(key, []).extend(value)
+            delta = choice.get("delta")
+            entries = delta.get("tool_calls") if isinstance(delta, Mapping) else None
+            for entry in entries if isinstance(entries, list) else ():
+                _add_call_delta(calls.setdefault(index, {}), entry)
     return {
         "choices": [
             {
                 "index": index,
-                "message": {"role": "assistant", "content": text},
+                "message": _streamed_message(text, calls.get(index)),
                 "text": text,
                 "logprobs": logprobs.get(index),
                 "finish_reason": finish.get(index),
             }
             for index, text in texts.items()
-        ]
+        ],
+        "usage": usage,
     }
 
 
@@ -445,12 +487,7 @@ def _call_problems(
         problem = _arguments_problem(function.get("arguments"), tools.get(str(name)))
         if problem:
             problems.append(f"choice {index}'s call of {name!r}: {problem}")
-    if choice.get("finish_reason") != "tool_calls":
-        problems.append(
-            f"choice {index} carries tool calls but finish_reason is "
-            f"{choice.get('finish_reason')!r}, not 'tool_calls'"
-        )
-    return problems
+    return problems  # its finish_reason is FIELD-TOOL-FINISH's
 
 
 def check_tool_forced(
@@ -484,19 +521,54 @@ def check_tool_required(
 
 
 def check_tool_none(response: Mapping[str, Any]) -> list[Finding]:
-    """FIELD-TOOL-NONE: no choice carries a tool call or ends with ``tool_calls``."""
+    """FIELD-TOOL-NONE: no choice carries a call (``message.tool_calls`` or ``function_call``).
+
+    Only the calls: a ``finish_reason`` that disagrees with them is FIELD-TOOL-FINISH's, so a
+    choice without calls that still ends ``tool_calls`` fails that rule, not this one.
+    """
     found = []
     for choice in choices(response):
-        if _calls(choice) or choice.get("finish_reason") in ("tool_calls", "function_call"):
-            found.append(
-                Finding(
-                    "FIELD-TOOL-NONE",
-                    f"tool_choice was 'none', but choice {choice.get('index')} carries "
-                    f"tool_calls {clip(_calls(choice))} (finish_reason "
-                    f"{choice.get('finish_reason')!r}).",
-                )
+        calls, function_call = _calls(choice), _message(choice).get("function_call")
+        if calls:
+            carried = f"tool_calls {clip(calls)}"
+        elif function_call is not None:
+            carried = f"a function_call {clip(function_call)}"
+        else:
+            continue
+        found.append(
+            Finding(
+                "FIELD-TOOL-NONE",
+                f"tool_choice was 'none', but choice {choice.get('index')} carries {carried}.",
             )
+        )
     return found
+
+
+def check_tool_finish(response: Mapping[str, Any], where: str) -> list[Finding]:
+    """FIELD-TOOL-FINISH: ``finish_reason`` is ``tool_calls`` exactly when a choice has calls.
+
+    A choice that carries tool calls ends ``tool_calls``, unless it was cut at the token limit
+    (``length``: the call is unfinished, and not judged); a choice without calls never ends
+    ``tool_calls``. ``where`` names the answer (the probe's ``tool_choice``, plain or streamed);
+    a stream is judged on the response it adds up to (:func:`streamed_response`).
+    """
+    problems = []
+    for choice in choices(response):
+        index, reason = choice.get("index"), choice.get("finish_reason")
+        calls = _calls(choice)
+        if calls and reason not in ("tool_calls", "length"):
+            problems.append(
+                f"choice {index} carries {len(calls)} tool call(s) but finish_reason is "
+                f"{reason!r}, not 'tool_calls'"
+            )
+        elif not calls and reason == "tool_calls":
+            problems.append(
+                f"choice {index} carries no tool calls (message {clip(_message(choice))}) but "
+                "finish_reason is 'tool_calls'"
+            )
+    if not problems:
+        return []
+    return [Finding("FIELD-TOOL-FINISH", f"in {where}, " + "; ".join(problems[:3]) + ".")]
 
 
 def check_function_call(
@@ -542,6 +614,41 @@ def _stream_calls(obs: StreamObservation) -> dict[Any, list[tuple[int, Any]]]:
     return found
 
 
+_JSON_KINDS = ((bool, "boolean"), (int | float, "number"), (Mapping, "object"), (list, "array"))
+
+
+def _json_kind(value: Any) -> str:
+    """What JSON value ``value`` is, for a message (``object``, ``array``, ...)."""
+    return next((kind for types, kind in _JSON_KINDS if isinstance(value, types)), "value")
+
+
+def _call_delta_problems(
+    index: Any,
+    call_index: int,
+    repeats: Sequence[tuple[int, str]],
+    not_string: tuple[int, Any] | None,
+) -> list[str]:
+    """The problems of one streamed call's later deltas and of its ``arguments`` pieces."""
+    problems = []
+    if repeats:
+        numbers = [number for number, _ in repeats]
+        problems.append(
+            f"choice {index}'s tool call {call_index} repeats its {repeats[0][1]} in "
+            f"{len(repeats)} later delta(s) (events {listed(numbers)}): only the first delta of "
+            "a call carries them, since clients join a call's string fields across deltas "
+            "(the openai package's stream accumulator reads a repeated name 'get_weather' "
+            "as 'get_weatherget_weather')"
+        )
+    if not_string is not None:
+        number, value = not_string
+        problems.append(
+            f"choice {index}'s tool call {call_index} sends function.arguments as a JSON "
+            f"{_json_kind(value)} in event {number} ({clip(value)}), not as a string: "
+            "arguments stream as pieces of their JSON text"
+        )
+    return problems
+
+
 def _streamed_call_problems(
     entries: list[tuple[int, Any]],
     name: str,
@@ -549,7 +656,17 @@ def _streamed_call_problems(
     index: Any,
     cut: bool,
 ) -> tuple[list[str], list[int]]:
-    calls: dict[Any, dict[str, Any]] = {}
+    """What is wrong with one choice's ``delta.tool_calls`` entries, and the events that show it.
+
+    Later deltas of a call must carry no ``id`` and no ``function.name`` (absent or null). The
+    openai package's ``openai/lib/streaming/_deltas.py`` (``accumulate_delta``, which its
+    stream helper folds every chunk with) joins a later string onto the one it holds
+    (``acc_value += delta_value``) for every key but ``index`` and ``type``, which it replaces:
+    a repeated ``type`` is harmless, a repeated name or id is doubled, a null is skipped. Every
+    ``function.arguments`` must be a string: the same function drops an object that follows a
+    string silently.
+    """
+    calls: dict[int, dict[str, Any]] = {}
     problems: list[str] = []
     events: list[int] = []
     for number, entry in entries:
@@ -570,14 +687,33 @@ def _streamed_call_problems(
                     f"{number}) lacks its id, type or function name: {clip(dict(entry))}"
                 )
                 events.append(number)
-            call = calls[entry["index"]] = {"name": function.get("name"), "arguments": ""}
-        if isinstance(function.get("arguments"), str):
-            call["arguments"] += function["arguments"]
+            call = calls[entry["index"]] = {
+                "name": function.get("name"),
+                "arguments": "",
+                "repeats": [],
+                "not_string": None,
+            }
+        else:
+            repeated = [
+                key
+                for key, value in (("id", entry.get("id")), ("function.name", function.get("name")))
+                if value is not None
+            ]
+            if repeated:
+                call["repeats"].append((number, " and ".join(repeated)))
+                events.append(number)
+        arguments = function.get("arguments")
+        if isinstance(arguments, str):
+            call["arguments"] += arguments
+        elif arguments is not None:
+            call["not_string"] = call["not_string"] or (number, arguments)
+            events.append(number)
     if not calls and not problems:
         problems.append(f"choice {index} streamed no delta.tool_calls although {name!r} was forced")
     for call_index, call in calls.items():
-        if cut:  # cut at the token limit: the arguments may be unfinished
-            break
+        problems += _call_delta_problems(index, call_index, call["repeats"], call["not_string"])
+        if cut or call["not_string"]:  # cut at the token limit, or a piece not text: not joined
+            continue
         problem = _arguments_problem(call["arguments"], tools.get(str(call["name"])))
         if problem:
             problems.append(f"choice {index}'s streamed tool call {call_index}: joined {problem}")
@@ -587,7 +723,13 @@ def _streamed_call_problems(
 def check_tool_stream(
     obs: StreamObservation, name: str, tools: Mapping[str, Mapping[str, Any]]
 ) -> list[Finding]:
-    """FIELD-TOOL-STREAMED: a forced tool call streams as well-formed ``delta.tool_calls``."""
+    """FIELD-TOOL-STREAMED: a forced tool call streams as well-formed ``delta.tool_calls``.
+
+    Each entry has an ``index``; a call's first delta carries ``id``, ``type`` and
+    ``function.name``, its later ones neither ``id`` nor name; every ``function.arguments`` is a
+    string, and a call's pieces join into JSON valid against its parameters (unless the choice
+    was cut at the token limit).
+    """
     if obs.error_events or not obs.chunks:
         return []
     by_choice = _stream_calls(obs)

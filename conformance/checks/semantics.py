@@ -1,7 +1,10 @@
 """Rules the schema cannot express: token counts, stop sequences, choices, models, repeatability.
 
-Every function takes parsed JSON (a completion response, a models list, or texts joined from a
-stream) and returns findings; none of them sends a request.
+Every function takes parsed JSON (a completion response, a models list, texts joined from a
+stream, or a stream's observation) and returns findings; none of them sends a request. Streams
+are judged as strictly as plain answers: a plain check runs on the response a stream adds up to
+(``conformance.checks.fields.streamed_response``), and the ``check_streamed_*`` functions judge
+what only a stream shows (its chunks, its deltas).
 """
 
 from __future__ import annotations
@@ -9,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from conformance.checks._answers import choices, clip
+from conformance.checks._answers import choices, clip, listed
 from conformance.checks._finding import Finding
+from conformance.checks.streaming import StreamObservation
 
 __all__ = [
     "check_completion_text",
@@ -20,8 +24,11 @@ __all__ = [
     "check_path_model",
     "check_seed_repeatable",
     "check_stop_absent",
+    "check_stop_prefix",
     "check_stream_agrees",
     "check_streamed_n_choices",
+    "check_streamed_path_model",
+    "check_streamed_text_deltas",
     "check_usage_sum",
     "choice_texts",
     "index_problem",
@@ -46,12 +53,17 @@ def choice_texts(response: Mapping[str, Any]) -> dict[Any, str]:
 
 
 def check_max_tokens(
-    response: Mapping[str, Any], max_tokens: int, *, may_stop_early: bool = False
+    response: Mapping[str, Any],
+    max_tokens: int,
+    *,
+    may_stop_early: bool = False,
+    where: str = "the response",
 ) -> list[Finding]:
     """SEM-MAX-TOKENS for a one-choice response to a request with ``max_tokens``.
 
     ``completion_tokens`` must not exceed the limit; when it equals the limit, the choice must
     say ``length`` (unless ``may_stop_early``: a stop sequence may end it on the last token).
+    A stream is judged on the response it adds up to, its usage chunk's ``usage`` included.
     """
     completion = _usage(response).get("completion_tokens")
     if not isinstance(completion, int):
@@ -60,7 +72,8 @@ def check_max_tokens(
         return [
             Finding(
                 "SEM-MAX-TOKENS",
-                f"max_tokens was {max_tokens}, but usage.completion_tokens is {completion}.",
+                f"max_tokens was {max_tokens}, but in {where} usage.completion_tokens is "
+                f"{completion}.",
             )
         ]
     if completion == max_tokens and not may_stop_early:
@@ -69,11 +82,46 @@ def check_max_tokens(
             return [
                 Finding(
                     "SEM-MAX-TOKENS",
-                    f"generation used all {max_tokens} tokens of max_tokens, but finish_reason "
-                    f"is {reasons!r}, not 'length'.",
+                    f"generation used all {max_tokens} tokens of max_tokens, but in {where} "
+                    f"finish_reason is {reasons!r}, not 'length'.",
                 )
             ]
     return []
+
+
+def _delta_text(choice: Mapping[str, Any]) -> str:
+    """The text one chunk's choice carries: ``delta.content``, else ``text`` (as streamed)."""
+    delta = choice.get("delta")
+    piece = delta.get("content") if isinstance(delta, Mapping) else None
+    if piece is None:
+        piece = choice.get("text")
+    return piece if isinstance(piece, str) else ""
+
+
+def check_streamed_text_deltas(obs: StreamObservation, max_tokens: int) -> list[Finding]:
+    """SEM-MAX-TOKENS for a stream: no choice has more deltas that carry text than ``max_tokens``.
+
+    Each such delta carries at least one whole token (the spec's ``MaxTokens``), so more of them
+    than the limit means more tokens than the limit, whatever the usage chunk says.
+    """
+    by_choice: dict[Any, list[int]] = {}
+    for chunk in obs.chunks:
+        for choice in choices(chunk.body):
+            if _delta_text(choice):
+                by_choice.setdefault(choice.get("index"), []).append(chunk.number)
+    found = []
+    for index, numbers in by_choice.items():
+        if len(numbers) > max_tokens:
+            found.append(
+                Finding(
+                    "SEM-MAX-TOKENS",
+                    f"max_tokens was {max_tokens}, but choice {index} streamed {len(numbers)} "
+                    f"deltas that carry text (events {listed(numbers)}); each carries at least "
+                    f"one token, so at most {max_tokens} may come.",
+                    event_numbers=tuple(numbers),
+                )
+            )
+    return found
 
 
 def check_usage_sum(usage: Mapping[str, Any], where: str = "the response") -> list[Finding]:
@@ -110,6 +158,43 @@ def check_stop_absent(
                         "SEM-STOP-ABSENT",
                         f"in {where}, choice {index}'s text contains the stop sequence "
                         f"{stop!r}: {text[:200]!r}.",
+                    )
+                )
+                break
+    return found
+
+
+def check_stop_prefix(
+    streamed: Mapping[Any, str], plain: Mapping[Any, str], stops: Sequence[str]
+) -> list[Finding]:
+    """SEM-STOP-ABSENT for a stream: no leaked start of a stop sequence at the end of its text.
+
+    A streaming server that sends text which may begin a stop sequence before it knows whether
+    the whole sequence follows leaks that start when it does. ``streamed`` and ``plain`` are the
+    texts of the same seeded request streamed and sent whole: the streamed text may end with a
+    non-empty proper prefix of a stop sequence only where the plain one ends with it too.
+    """
+    found = []
+    for index, text in streamed.items():
+        whole = plain.get(index, "")
+        for stop in stops:
+            leaked = next(
+                (
+                    stop[:size]
+                    for size in range(len(stop) - 1, 0, -1)
+                    if text.endswith(stop[:size]) and not whole.endswith(stop[:size])
+                ),
+                None,
+            )
+            if leaked is not None:
+                found.append(
+                    Finding(
+                        "SEM-STOP-ABSENT",
+                        f"the streamed text of choice {index} ends with {leaked!r}, the start of "
+                        f"the stop sequence {stop!r}, but the plain answer to the same seeded "
+                        f"request does not ({clip(whole)}), so the stream leaked it: text that "
+                        f"may begin a stop sequence must be held back until it is known not to "
+                        f"(the streamed text: {clip(text)}).",
                     )
                 )
                 break
@@ -161,6 +246,26 @@ def check_path_model(
         Finding(
             "SEM-PATH-MODEL",
             f"the path model is {path_model!r}{body}, but the response's model is {model!r}.",
+        )
+    ]
+
+
+def check_streamed_path_model(
+    obs: StreamObservation, path_model: str, body_model: str | None
+) -> list[Finding]:
+    """SEM-PATH-MODEL for a stream: every chunk's ``model`` (the usage chunk too) is the path's."""
+    wrong = [chunk for chunk in obs.chunks if chunk.body.get("model") != path_model]
+    if not wrong:
+        return []
+    body = f" (the body said {body_model!r})" if body_model is not None else ""
+    numbers = [chunk.number for chunk in wrong]
+    return [
+        Finding(
+            "SEM-PATH-MODEL",
+            f"the path model is {path_model!r}{body}, but {len(wrong)} of the stream's "
+            f"{len(obs.chunks)} chunks carry another model (events {listed(numbers)}); the "
+            f"first, event {numbers[0]}, has {wrong[0].body.get('model')!r}.",
+            event_numbers=tuple(numbers),
         )
     ]
 

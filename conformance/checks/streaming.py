@@ -32,6 +32,7 @@ __all__ = [
     "check_content_type",
     "check_done_last",
     "check_ends",
+    "check_error_event",
     "check_event_json",
     "check_finish_once",
     "check_framing",
@@ -331,7 +332,11 @@ def check_finish_once(obs: StreamObservation) -> list[Finding]:
 
 
 def check_usage(obs: StreamObservation) -> list[Finding]:
-    """STREAM-USAGE: the usage chunk comes iff asked for, last, with ``choices: []``."""
+    """STREAM-USAGE: the usage chunk comes iff asked for, last, with ``choices: []``.
+
+    With ``include_usage``, every other chunk carries ``"usage": null``, the key present;
+    without it, no chunk carries a non-null ``usage``.
+    """
     if obs.error_events or not obs.chunks:
         return []
     with_usage = [c for c in obs.chunks if c.body.get("usage") is not None]
@@ -353,6 +358,13 @@ def check_usage(obs: StreamObservation) -> list[Finding]:
             problems.append(
                 f"chunks other than the usage chunk carry usage (events {_listed(others)})"
             )
+        absent = [c.number for c in obs.chunks if "usage" not in c.body]
+        if absent:
+            problems.append(
+                f"{len(absent)} chunk(s) lack the usage key (events {_listed(absent)}): with "
+                'include_usage every other chunk carries "usage": null, present, as OpenAI '
+                "documents"
+            )
     elif with_usage:
         numbers = [c.number for c in with_usage]
         problems.append(
@@ -361,8 +373,41 @@ def check_usage(obs: StreamObservation) -> list[Finding]:
         )
     if not problems:
         return []
-    numbers = tuple(c.number for c in with_usage)
+    numbers = tuple(c.number for c in with_usage) or tuple(
+        c.number for c in obs.chunks if "usage" not in c.body
+    )
     return [Finding("STREAM-USAGE", "; ".join(problems) + ".", event_numbers=numbers)]
+
+
+def check_error_event(obs: StreamObservation) -> list[Finding]:
+    """STREAM-ERROR-EVENT: a failure after the 200 is one error event, then ``[DONE]`` alone.
+
+    The error event's shape is STREAM-EVENT-JSON's (the event schema allows the 500 body);
+    this rule judges what surrounds it: no second error, and no chunk after it.
+    """
+    if not obs.error_events:
+        return []
+    first = obs.error_events[0]
+    problems = []
+    if len(obs.error_events) > 1:
+        problems.append(
+            f"{len(obs.error_events)} error events (events {_listed(obs.error_events)}), not one"
+        )
+    after = [chunk.number for chunk in obs.chunks if chunk.number > first]
+    if after:
+        problems.append(
+            f"{len(after)} chunk(s) came after the error event {first} (events {_listed(after)})"
+        )
+    if not problems:
+        return []
+    return [
+        Finding(
+            "STREAM-ERROR-EVENT",
+            "; ".join(problems) + ": an error after the 200 is exactly one event with the 500 "
+            "body, followed by [DONE] alone.",
+            event_numbers=(*obs.error_events, *after),
+        )
+    ]
 
 
 def check_ends(obs: StreamObservation) -> list[Finding]:
@@ -411,6 +456,7 @@ STREAM_CHECKS: Mapping[str, Callable[[StreamObservation, Validator | None], list
     "STREAM-ROLE-FIRST": lambda obs, _: check_role_first(obs),
     "STREAM-FINISH-ONCE": lambda obs, _: check_finish_once(obs),
     "STREAM-USAGE": lambda obs, _: check_usage(obs),
+    "STREAM-ERROR-EVENT": lambda obs, _: check_error_event(obs),
     "STREAM-ENDS": lambda obs, _: check_ends(obs),
 }
 """Every stream requirement and the function that judges it (``(observation, chunk_validator)``)."""

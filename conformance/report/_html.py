@@ -18,6 +18,7 @@ import jinja2
 import markupsafe
 
 import spec
+from conformance.report._measurements import measured_rows
 from conformance.report._sources import sources_view
 from conformance.results import (
     CaseResult,
@@ -189,7 +190,10 @@ def _context(record: RunRecord, json_name: str) -> dict[str, Any]:
         ),
     ]
     source_links, sources = sources_view(record.requirements, kit_library())
+    measured_labels, measured = measured_rows(record)
     return {
+        "measured_labels": measured_labels,
+        "measured": measured,
         "baseline": _baseline_view(record),
         "record": record,
         "verdict": record.verdict(),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from conformance.baseline import KnownFailure, Triage
 from conformance.outage import TargetDown
+from conformance.report._measurements import measured_rows
 from conformance.results import LevelSummary, Outcome, RunRecord
 
 _MAX_LISTED = 50
@@ -144,9 +145,29 @@ def render_markdown(record: RunRecord, *, html_path: str | Path | None = None) -
         lines.append("")
     if sorted_out is not None and record.known_failures is not None:
         lines += _baseline_lines(sorted_out, record.known_failures)
+    lines += _measurement_lines(record)
     if html_path is not None:
         lines += [f"Full report: `{Path(html_path).as_posix()}`", ""]
     return "\n".join(lines)
+
+
+def _measurement_lines(record: RunRecord) -> list[str]:
+    """The "Stream timings" table, if some case measured something."""
+    labels, rows = measured_rows(record)
+    if not rows:
+        return []
+    lines = [
+        "### Stream timings",
+        "",
+        "Measured on the suite's long stream per operation: information, not verdicts.",
+        "",
+        "| Operation | " + " | ".join(labels) + " |",
+        "|---|" + "---:|" * len(labels),
+    ]
+    for row in rows:
+        cells = [escape_markdown(row.operation), *(row.values[label] for label in labels)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def write_markdown(record: RunRecord, path: Path, *, html_path: str | Path | None = None) -> Path:

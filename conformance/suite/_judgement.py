@@ -10,7 +10,7 @@ item then fails, or is skipped, to match, so the terminal output reads like the 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -38,6 +38,7 @@ class Judgement:
         self.error: Evidence | None = None
         self.error_reason: str | None = None
         self.skips: list[str] = []
+        self.measurements: dict[str, float] | None = None
 
     def findings(
         self,
@@ -71,6 +72,13 @@ class Judgement:
             if command is not None and self.failure.curl is None:
                 self.failure.curl = command
         return False
+
+    def measure(self, measurements: Mapping[str, float]) -> None:
+        """Information beside the verdict: recorded with the case whatever its outcome.
+
+        The last call wins.
+        """
+        self.measurements = dict(measurements)
 
     def transport_error(self, exchange: Exchange, *, stream: StreamResult | None = None) -> None:
         """Count a sample whose request got no usable answer (an ERROR, not the target's fault)."""
@@ -120,6 +128,7 @@ class Judgement:
                 outcome,
                 evidence=self.failure,
                 duration=duration,
+                measurements=self.measurements,
             )
             note = "" if level is Level.MUST else " (SHOULD: gates only with --gate-should)"
             curl = f"\nreproduce with: {self.failure.curl}" if self.failure.curl else ""
@@ -133,15 +142,27 @@ class Judgement:
                 evidence=self.error,
                 reason=reason,
                 duration=duration,
+                measurements=self.measurements,
             )
             return outcome, f"{tag} ERROR: {reason}"
         if outcome is Outcome.SKIP:
             reason = "; ".join(self.skips) or "no sample applied"
             self.run.record(
-                self.requirement_id, self.operation, outcome, reason=reason, duration=duration
+                self.requirement_id,
+                self.operation,
+                outcome,
+                reason=reason,
+                duration=duration,
+                measurements=self.measurements,
             )
             return outcome, f"{tag} {reason}"
-        self.run.record(self.requirement_id, self.operation, outcome, duration=duration)
+        self.run.record(
+            self.requirement_id,
+            self.operation,
+            outcome,
+            duration=duration,
+            measurements=self.measurements,
+        )
         return outcome, f"{tag} pass"
 
     def conclude(self) -> None:

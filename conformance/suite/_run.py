@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from functools import cached_property
 from typing import Any, TypeVar
 
@@ -240,9 +240,18 @@ class Run:
         evidence: Evidence | None = None,
         reason: str | None = None,
         duration: float = 0.0,
+        measurements: Mapping[str, float] | None = None,
     ) -> CaseResult:
-        """Record one case (a requirement judged on one operation)."""
-        case = CaseResult(requirement_id, operation, outcome, evidence, reason, max(duration, 0.0))
+        """Record one case (a requirement judged on one operation), with what it measured."""
+        case = CaseResult(
+            requirement_id,
+            operation,
+            outcome,
+            evidence,
+            reason,
+            max(duration, 0.0),
+            None if measurements is None else dict(measurements),
+        )
         with self._lock:
             self.cases.append(case)
             self._recorded_at.append(time.monotonic())

@@ -2,6 +2,13 @@
 
 Judged only with ``--api-key``: without a key the suite cannot tell a server that requires none
 from one that enforces keys, so the rules are skipped with that reason.
+
+A refused key is judged on every operation (every route prefix), on the operation's streamed
+request as well as its plain one (servers that answer streams from another handler have let
+those through), and on the methods its path does not document (a ``HEAD`` served like a
+``GET`` without its key checks): those must not be answered 2xx, whether they are refused for
+the key or for the method. ``OPTIONS`` is left out: a CORS preflight carries no credentials by
+design.
 """
 
 from __future__ import annotations
@@ -12,17 +19,21 @@ import pytest
 
 from conformance.checks.auth import (
     check_accepted,
+    check_not_served,
     check_rejected,
     credential_headers,
     header_schemes,
 )
 from conformance.exchange import Exchange, RequestSpec
 from conformance.suite._judgement import Judgement
+from conformance.suite._operations import streaming_operations
 from conformance.suite._requests import example_body, json_request
 from conformance.suite._run import Run
 from spec import Operation
 
 NO_KEY_REASON = "no --api-key given: the target's key checks cannot be judged without a valid key"
+#: The methods tried on each path besides the ones it documents (OPTIONS: see the docstring).
+PROBED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 
 
 def _valid_request(run: Run, operation: Operation) -> RequestSpec:
@@ -35,6 +46,26 @@ def _send_without_default_auth(run: Run, request: RequestSpec) -> Exchange:
     return run.send(request, credentials=False)
 
 
+def _with_headers(request: RequestSpec, headers: dict[str, str]) -> RequestSpec:
+    return RequestSpec(
+        request.method, request.url, (*request.headers, *headers.items()), request.body
+    )
+
+
+def _refused_samples(run: Run, operation: Operation) -> list[tuple[RequestSpec, str, bool]]:
+    """(request, what it is, whether the method is documented) for the key-refusal rules."""
+    request = _valid_request(run, operation)
+    samples = [(request, "", True)]
+    if operation in streaming_operations(run.contract):
+        body = {**example_body(run.contract, operation, run.served_models), "stream": True}
+        samples.append((json_request(run.contract, operation, body), " asking for a stream", True))
+    documented = {op.method.upper() for op in run.contract.operations if op.path == operation.path}
+    for method in PROBED_METHODS:
+        if method not in documented:
+            samples.append((RequestSpec(method, request.url), f" by {method}", False))
+    return samples
+
+
 def _judge(
     judgement: Judgement, operation: Operation | None, headers: dict[str, str], what: str
 ) -> None:
@@ -44,17 +75,14 @@ def _judge(
     elif operation is None:
         judgement.not_applicable("the spec has no operation this rule applies to")
     else:
-        request = _valid_request(run, operation)
-        request = RequestSpec(
-            request.method, request.url, (*request.headers, *headers.items()), request.body
-        )
-        exchange = _send_without_default_auth(run, request)
-        if exchange.status is None:
-            judgement.transport_error(exchange)
-        else:
-            judgement.findings(
-                check_rejected(judgement.requirement_id, exchange, what), exchange=exchange
-            )
+        for request, variant, documented in _refused_samples(run, operation):
+            exchange = _send_without_default_auth(run, _with_headers(request, headers))
+            if exchange.status is None:
+                judgement.transport_error(exchange)
+                continue
+            check = check_rejected if documented else check_not_served
+            findings = check(judgement.requirement_id, exchange, what + variant)
+            judgement.findings(findings, exchange=exchange)
     judgement.conclude()
 
 
@@ -89,11 +117,8 @@ def test_every_scheme_accepted(judgement: Judgement, operation: Operation | None
         )
     else:
         for name, scheme in schemes.items():
-            request = _valid_request(run, operation)
             headers = credential_headers(scheme, run.settings.api_key)
-            request = RequestSpec(
-                request.method, request.url, (*request.headers, *headers.items()), request.body
-            )
+            request = _with_headers(_valid_request(run, operation), headers)
             exchange = _send_without_default_auth(run, request)
             if exchange.status is None:
                 judgement.transport_error(exchange)

@@ -9,14 +9,17 @@ ERR-RECOVERS sends each kind again, each followed at once by a valid request.
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
+from dataclasses import replace
 
 import pytest
 
 from conformance.checks.errors import (
     check_error_body,
     check_no_leak,
+    check_refused_before_stream,
     expect_allow,
     expect_status,
     expect_validation_error,
@@ -27,6 +30,7 @@ from conformance.suite._hostile import OVERSIZED_BYTES, Flood, follow_up
 from conformance.suite._judgement import Judgement
 from conformance.suite._probe import per_operation, plain_body
 from conformance.suite._requests import (
+    Sent,
     json_request,
     sent_bad_requests,
     unknown_route_request,
@@ -117,6 +121,59 @@ def test_path_parameter_outside_enum(judgement: Judgement, operation: Operation 
 def test_unknown_body_model(judgement: Judgement, operation: Operation | None) -> None:
     """A body model the server does not list gets 404."""
     _judge_status(judgement, operation)
+
+
+_REFUSED_BEFORE_GENERATION = ("ERR-OUT-OF-RANGE", "ERR-UNKNOWN-MODEL")
+"""The bad requests ERR-BEFORE-STREAM sends again streamed: refusals a server finds before it
+generates anything (a value out of range, a body model it does not serve)."""
+_STREAM_FIELDS = ("stream", "stream_options")
+
+
+def _streamed_again(sent: Sent) -> RequestSpec | None:
+    """The bad request with ``"stream": true`` added, if it stays the same bad request."""
+    bad = sent.bad
+    if bad.requirement_id not in _REFUSED_BEFORE_GENERATION or bad.request.body is None:
+        return None
+    if any(part in _STREAM_FIELDS for part in bad.loc_prefix):
+        return None  # the violation is in the stream fields themselves
+    try:
+        body = json.loads(bad.request.body)
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    return replace(bad.request, body=json.dumps({**body, "stream": True}).encode())
+
+
+@requirement("ERR-BEFORE-STREAM", applies_to="streaming")
+@per_operation
+def test_refused_before_stream(judgement: Judgement, operation: Operation) -> None:
+    """A streamed request refused before generation gets its real status and a JSON body."""
+    run = judgement.run
+    for sent in _sent(run, operation):
+        request = _streamed_again(sent)
+        if request is None:
+            continue
+        plain = sent.exchange.status
+        if plain is None or not 400 <= plain < 500:
+            judgement.not_applicable(
+                f"{sent.bad.what} was not refused without stream (judged by "
+                f"{sent.bad.requirement_id})"
+            )
+            continue
+        result = run.stream(request)
+        exchange = result.exchange
+        if exchange.status is None:
+            judgement.transport_error(exchange, stream=result)
+            continue
+        findings = check_refused_before_stream(plain, exchange, exchange.media_type, sent.bad.what)
+        judgement.findings(
+            findings,
+            stream=result,
+            extra={"request_kind": sent.bad.what, "status_without_stream": plain},
+        )
+    if not judgement.passes and not judgement.failures and not judgement.skips:
+        judgement.not_applicable("the spec gives no request refused before generation to send")
 
 
 @requirement("ERR-METHOD-405", applies_to="one-per-path")

@@ -26,6 +26,7 @@ from conformance.checks.fields import (
     check_legacy_logprobs,
     check_prompt_list,
     check_status,
+    check_tool_finish,
     check_tool_forced,
     check_tool_none,
     check_tool_required,
@@ -36,7 +37,8 @@ from conformance.checks.fields import (
     streamed_response,
 )
 from conformance.checks.semantics import choice_texts
-from conformance.exchange import Exchange
+from conformance.checks.streaming import StreamObservation
+from conformance.exchange import Exchange, StreamResult
 from conformance.suite._draw import derive_seed, draw
 from conformance.suite._judgement import Judgement
 from conformance.suite._operations import ignored_fields, request_schema
@@ -387,6 +389,40 @@ def test_json_schema_invalid(judgement: Judgement, operation: Operation) -> None
 
 
 _tool_body = tool_body
+_FORCED_CHOICE = FORCED_TOOL_CHOICE
+_TOOL_CHOICES: dict[str, Any] = {
+    "forced": _FORCED_CHOICE,
+    "required": "required",
+    "auto": "auto",
+    "none": "none",
+}
+"""The tool probes by name: each tool_choice the FIELD-TOOL rules send."""
+
+
+def _tool_probe(run: Run, operation: Operation, name: str) -> dict[str, Any]:
+    body = _tool_body(run, operation, _TOOL_CHOICES[name])
+    return {**body, "max_tokens": 4} if name == "none" else body  # no call to make room for
+
+
+def _shown_choice(name: str) -> str:
+    """A tool probe's tool_choice, for messages."""
+    return f"tool_choice naming {_TOOL!r}" if name == "forced" else f"tool_choice {name!r}"
+
+
+def _tool_answer(run: Run, operation: Operation, name: str) -> Exchange:
+    """The plain answer to a tool probe, asked once (its rule and FIELD-TOOL-FINISH read it)."""
+    return run.cached(
+        ("tool-answer", operation.label, name),
+        lambda: send(run, operation, _tool_probe(run, operation, name)),
+    )
+
+
+def _tool_stream(run: Run, operation: Operation, name: str) -> StreamResult:
+    """A tool probe streamed with usage, asked once (FIELD-TOOL-STREAMED and -FINISH read it)."""
+    return run.cached(
+        ("tool-stream", operation.label, name),
+        lambda: stream(run, operation, _tool_probe(run, operation, name)),
+    )
 
 
 def _judge_calls(judgement: Judgement, exchange: Exchange, check: Callable[[Any], Any]) -> None:
@@ -406,15 +442,11 @@ def _judge_calls(judgement: Judgement, exchange: Exchange, check: Callable[[Any]
     judgement.findings(check(answer), exchange=exchange)
 
 
-_FORCED_CHOICE = FORCED_TOOL_CHOICE
-
-
 @requirement("FIELD-TOOL-FORCED", applies_to="field:tools")
 @per_operation
 def test_tool_forced(judgement: Judgement, operation: Operation) -> None:
     """A named tool_choice returns a call of that function with valid arguments."""
-    run = judgement.run
-    exchange = send(run, operation, _tool_body(run, operation, _FORCED_CHOICE))
+    exchange = _tool_answer(judgement.run, operation, "forced")
     _judge_calls(judgement, exchange, lambda answer: check_tool_forced(answer, _TOOL, _TOOLS))
 
 
@@ -422,8 +454,7 @@ def test_tool_forced(judgement: Judgement, operation: Operation) -> None:
 @per_operation
 def test_tool_required(judgement: Judgement, operation: Operation) -> None:
     """tool_choice 'required' returns at least one call of a declared tool."""
-    run = judgement.run
-    exchange = send(run, operation, _tool_body(run, operation, "required"))
+    exchange = _tool_answer(judgement.run, operation, "required")
     _judge_calls(judgement, exchange, lambda answer: check_tool_required(answer, _TOOLS))
 
 
@@ -431,24 +462,63 @@ def test_tool_required(judgement: Judgement, operation: Operation) -> None:
 @per_operation
 def test_tool_none(judgement: Judgement, operation: Operation) -> None:
     """tool_choice 'none' never returns a tool call."""
-    run = judgement.run
-    body = {**_tool_body(run, operation, "none"), "max_tokens": 4}
-    _judge_answer(judgement, operation, body, ("tool_choice", "tools"), check_tool_none)
+    exchange = _tool_answer(judgement.run, operation, "none")
+    answer = field_answer(judgement, exchange, ("tool_choice", "tools"))
+    if answer is not None:
+        judgement.findings(check_tool_none(answer), exchange=exchange)
+
+
+def _tool_observation(
+    judgement: Judgement, result: StreamResult
+) -> tuple[StreamResult, StreamObservation] | None:
+    """The observation of a streamed tool probe; a refusal or other status is judged as plain."""
+    exchange = result.exchange
+    if exchange.status is not None and exchange.status != 200:
+        field_answer(judgement, exchange, ("tool_choice", "tools"))
+        return None
+    observation = stream_observation(judgement, result)
+    return None if observation is None else (result, observation)
 
 
 @requirement("FIELD-TOOL-STREAMED", applies_to="field:tools")
 @per_operation
 def test_tool_streamed(judgement: Judgement, operation: Operation) -> None:
-    """A forced tool call streams as deltas: index, then id, type and name first."""
-    run = judgement.run
-    result = stream(run, operation, _tool_body(run, operation, _FORCED_CHOICE))
-    exchange = result.exchange
-    if exchange.status is not None and exchange.status != 200:
-        field_answer(judgement, exchange, ("tool_choice", "tools"))
-        return
-    observation = stream_observation(judgement, result)
-    if observation is not None:
+    """A forced tool call streams as deltas: index, then id, type and name first, never again."""
+    observed = _tool_observation(judgement, _tool_stream(judgement.run, operation, "forced"))
+    if observed is not None:
+        result, observation = observed
         judgement.findings(check_tool_stream(observation, _TOOL, _TOOLS), stream=result)
+
+
+_FINISH_STREAMED = {True: ("forced", "required", "auto"), False: ("forced",)}
+"""The tool probes FIELD-TOOL-FINISH also streams: all in full runs, the shared one in quick."""
+
+
+@requirement("FIELD-TOOL-FINISH", applies_to="field:tools")
+@per_operation
+def test_tool_finish(judgement: Judgement, operation: Operation) -> None:
+    """finish_reason is 'tool_calls' exactly when a choice carries calls, plain and streamed.
+
+    Every tool probe's plain answer is judged (forced, required, auto, and none: an answer
+    without calls must not end 'tool_calls' either); the streams are judged on the response
+    they add up to. The forced and required answers and the forced stream are the ones the
+    other FIELD-TOOL rules read; auto costs one more generation, and the quick profile streams
+    only the forced probe.
+    """
+    run = judgement.run
+    for name in _TOOL_CHOICES:
+        exchange = _tool_answer(run, operation, name)
+        answer = field_answer(judgement, exchange, ("tool_choice", "tools"))
+        if answer is not None:
+            where = f"the answer to {_shown_choice(name)}"
+            judgement.findings(check_tool_finish(answer, where), exchange=exchange)
+    for name in _FINISH_STREAMED[run.settings.profile.field_probes_full]:
+        observed = _tool_observation(judgement, _tool_stream(run, operation, name))
+        if observed is not None:
+            result, observation = observed
+            where = f"the stream for {_shown_choice(name)}"
+            findings = check_tool_finish(streamed_response(observation), where)
+            judgement.findings(findings, stream=result)
 
 
 @requirement("FIELD-TOOL-RESULT-ACCEPTED", applies_to="field:tools")

@@ -3,7 +3,9 @@
 The base request of each generating operation is its spec example made deterministic
 (``temperature: 0``, a seed from the run, ``max_tokens: 8``, one choice, no stop sequence); on a
 path with a model, the body names a *different* served model, so that the path-wins rule is
-tested by the same answer. Its plain and streamed answers are fetched once and shared.
+tested by the same answer. Its plain and streamed answers are fetched once and shared. Every
+rule that holds "streamed or not" judges a stream of the same request as strictly as the plain
+answer, most on the response the stream adds up to (``streamed_response``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 
 from conformance.checks import Finding, choices
+from conformance.checks.fields import streamed_response
 from conformance.checks.semantics import (
     check_completion_text,
     check_max_tokens,
@@ -22,12 +25,15 @@ from conformance.checks.semantics import (
     check_path_model,
     check_seed_repeatable,
     check_stop_absent,
+    check_stop_prefix,
     check_stream_agrees,
     check_streamed_n_choices,
+    check_streamed_path_model,
+    check_streamed_text_deltas,
     check_usage_sum,
     choice_texts,
 )
-from conformance.checks.streaming import streamed_texts
+from conformance.checks.streaming import StreamObservation, streamed_texts
 from conformance.exchange import Exchange, StreamResult
 from conformance.suite._judgement import Judgement
 from conformance.suite._operations import MODEL_FIELD, enum_path_parameters, path_values
@@ -77,15 +83,27 @@ requirement = pytest.mark.requirement
 @requirement("SEM-MAX-TOKENS", applies_to="streaming")
 @per_operation
 def test_max_tokens_respected(judgement: Judgement, operation: Operation) -> None:
-    """completion_tokens stays within max_tokens; 'length' when it hits it."""
+    """completion_tokens stays within max_tokens; 'length' when it hits it; also streamed.
+
+    Streamed, the usage chunk and the finishing chunk are judged as the plain answer is, and
+    no choice may stream more deltas that carry text than the limit.
+    """
     run = judgement.run
     for limit in (1, 3):
-        exchange = send(run, operation, {**plain_body(run, operation), "max_tokens": limit})
+        body = {**plain_body(run, operation), "max_tokens": limit}
+        exchange = send(run, operation, body)
         answer = answer_of(judgement, exchange)
         if answer is not None:
             judgement.findings(
                 check_max_tokens(answer, limit), exchange=exchange, extra={"max_tokens": limit}
             )
+        result = stream(run, operation, body)
+        observation = stream_observation(judgement, result)
+        if observation is not None:
+            findings = check_max_tokens(
+                streamed_response(observation), limit, where="the stream"
+            ) + check_streamed_text_deltas(observation, limit)
+            judgement.findings(findings, stream=result, extra={"max_tokens": limit})
 
 
 @requirement("SEM-USAGE-SUM", applies_to="streaming")
@@ -140,8 +158,11 @@ def test_stop_sequence_absent(judgement: Judgement, operation: Operation) -> Non
             observation = stream_observation(judgement, result)
             if observation is not None:
                 texts = streamed_texts(observation)
+                findings = check_stop_absent(texts, [stop], "the streamed answer")
+                if stopped is not None:
+                    findings += check_stop_prefix(texts, choice_texts(stopped), [stop])
                 judgement.findings(
-                    check_stop_absent(texts, [stop], "the streamed answer"), stream=result
+                    findings, stream=result, extra={"plain_answer": _shown(exchange)}
                 )
 
 
@@ -170,13 +191,18 @@ def test_n_choices(judgement: Judgement, operation: Operation) -> None:
 @requirement("SEM-PATH-MODEL", applies_to="path-model")
 @per_operation
 def test_path_model_wins(judgement: Judgement, operation: Operation) -> None:
-    """On a path with a model, the answer names the path model."""
+    """On a path with a model, the answer names the path model, and so does every chunk."""
     run = judgement.run
+    path_model = path_values(run.contract, operation)[MODEL_FIELD]
+    body_model = plain_body(run, operation).get(MODEL_FIELD)
     exchange, answer = _plain_answer(judgement, operation)
     if answer is not None:
-        path_model = path_values(run.contract, operation)[MODEL_FIELD]
-        body_model = plain_body(run, operation).get(MODEL_FIELD)
         judgement.findings(check_path_model(answer, path_model, body_model), exchange=exchange)
+    result = _streamed_plain(run, operation)
+    observation = stream_observation(judgement, result)
+    if observation is not None:
+        findings = check_streamed_path_model(observation, path_model, body_model)
+        judgement.findings(findings, stream=result)
 
 
 @requirement("SEM-MODELS-SCOPED", applies_to="scoped-models")
@@ -198,13 +224,13 @@ def test_scoped_models_list(judgement: Judgement, operation: Operation) -> None:
 @requirement("SEM-SEED-REPEATABLE", applies_to="streaming")
 @per_operation
 def test_seed_repeatable(judgement: Judgement, operation: Operation) -> None:
-    """The same seeded request gives the same text twice."""
+    """The same seeded request gives the same text twice, plain and streamed."""
     run = judgement.run
     greedy = plain_body(run, operation)
     sampling = {**greedy, "temperature": 1.0}
-    for setting, body, first in (
-        ("temperature 0", greedy, _plain(run, operation)),
-        ("temperature 1", sampling, None),
+    for setting, body, first, first_stream in (
+        ("temperature 0", greedy, _plain(run, operation), _streamed_plain(run, operation)),
+        ("temperature 1", sampling, None, None),
     ):
         first = first or send(run, operation, body)
         second = send(run, operation, body)
@@ -216,6 +242,32 @@ def test_seed_repeatable(judgement: Judgement, operation: Operation) -> None:
                 f"seed {body['seed']}, {setting}",
             )
             judgement.findings(findings, exchange=second, extra={"first_answer": _shown(first)})
+        if first_stream is not None or run.settings.profile.field_probes_full:
+            # quick runs stream only the greedy pair: sampling streams cost two generations
+            _judge_streams_repeat(judgement, operation, body, setting, first_stream)
+
+
+def _judge_streams_repeat(
+    judgement: Judgement,
+    operation: Operation,
+    body: Mapping[str, Any],
+    setting: str,
+    first: StreamResult | None,
+) -> None:
+    """SEM-SEED-REPEATABLE for streams: two streams of ``body`` carry the same texts."""
+    run = judgement.run
+    results = [first or stream(run, operation, body), stream(run, operation, body)]
+    observed: list[StreamObservation] = []
+    for result in results:
+        observation = stream_observation(judgement, result)
+        if observation is None:
+            return
+        observed.append(observation)
+    texts = [streamed_texts(observation) for observation in observed]
+    findings = check_seed_repeatable(
+        texts[0], texts[1], f"seed {body['seed']}, {setting}, streamed twice"
+    )
+    judgement.findings(findings, stream=results[1], extra={"first_stream_texts": texts[0]})
 
 
 @requirement("SEM-STREAM-AGREES", applies_to="streaming")

@@ -4,6 +4,8 @@ Each operation is asked a few streamed requests, once per run and shared by all 
 tests: its spec examples with ``"stream": true`` (with and without ``include_usage``, and with
 two choices), and a few bodies that hypothesis generates from the capped request schema. Each
 answer is read event by event under the request deadline, then judged by every STREAM rule.
+STREAM-INCREMENTAL reads one longer stream of its own, whose arrival times also give the run's
+stream timings (information beside the verdicts).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 
 from conformance.checks.streaming import EVENT_STREAM, STREAM_CHECKS, StreamObservation
+from conformance.checks.timings import MIN_CONTENT_EVENTS, StreamTimings, check_incremental
 from conformance.exchange import RequestSpec, StreamResult
 from conformance.suite._draw import derive_seed, draw
 from conformance.suite._judgement import Judgement
@@ -23,7 +26,14 @@ from conformance.suite._operations import (
     fill_path,
     request_schema,
 )
-from conformance.suite._probe import streamed_pair
+from conformance.suite._probe import (
+    per_operation,
+    plain_body,
+    stream,
+    stream_observation,
+    streamed_pair,
+    with_user_text,
+)
 from conformance.suite._requests import example_body, json_request
 from conformance.suite._run import Run
 from conformance.suite._schemathesis import build_schema
@@ -192,4 +202,47 @@ def test_usage_chunk(judgement: Judgement, operation: Operation | None) -> None:
 @requirement("STREAM-ENDS", applies_to="streaming")
 def test_stream_ends(judgement: Judgement, operation: Operation | None) -> None:
     """The server ends the stream within the request timeout."""
+    _judge(judgement, operation)
+
+
+LONG_STREAM_TOKENS = 32
+"""``max_tokens`` of STREAM-INCREMENTAL's stream: long enough for its arrival times to show
+whether it was sent as generated (a third of a second of generation here), short enough for
+the quick profile."""
+LONG_STREAM_ASK = "Tell me a long story about a lighthouse keeper and the sea."
+"""The chat request of that stream."""
+LONG_STREAM_OPENING = "Once upon a time, in a small village by the sea, there lived"
+"""Its prompt for completions: a text that a model goes on with (a request may end at once)."""
+
+
+@requirement("STREAM-INCREMENTAL", applies_to="streaming")
+@per_operation
+def test_stream_is_incremental(judgement: Judgement, operation: Operation) -> None:
+    """A long stream's content events arrive as generated, not held back and sent together.
+
+    Its time to first token, inter-token latency and tokens/s are recorded with the case,
+    whatever the verdict.
+    """
+    run = judgement.run
+    base = plain_body(run, operation)
+    text = LONG_STREAM_ASK if "messages" in base else LONG_STREAM_OPENING
+    body = {**with_user_text(base, text), "max_tokens": LONG_STREAM_TOKENS}
+    result = stream(run, operation, body)
+    observation = stream_observation(judgement, result)
+    if observation is None:
+        return
+    timings = StreamTimings.of(observation)
+    judgement.measure(timings.measurements())
+    if len(timings.arrivals) < MIN_CONTENT_EVENTS:
+        judgement.not_applicable(
+            f"the stream carried {len(timings.arrivals)} content events, fewer than "
+            f"{MIN_CONTENT_EVENTS}: too short to tell"
+        )
+        return
+    judgement.findings(check_incremental(timings), stream=result)
+
+
+@requirement("STREAM-ERROR-EVENT", applies_to="streaming")
+def test_error_event_ends_the_stream(judgement: Judgement, operation: Operation | None) -> None:
+    """A failure after the 200 is one error event, followed by [DONE] alone."""
     _judge(judgement, operation)

@@ -207,6 +207,13 @@ def test_reference_passes_every_must(
     assert results["options"]["api_key"] == "***redacted***"
     html = (report_dir / "report.html").read_text()
     assert "CONFORMANT" in html and API_KEY not in html
+    timed = [
+        case["measurements"]
+        for case in results["cases"]
+        if case["requirement_id"] == "STREAM-INCREMENTAL" and case["measurements"]
+    ]
+    assert timed and all({"ttft_s", "itl_median_s", "tokens_per_s"} <= set(t) for t in timed)
+    assert "Stream timings" in html and "Stream timings" in (report_dir / "summary.md").read_text()
     assert (report_dir / "junit.xml").exists() and (report_dir / "summary.md").exists()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import spec
 from conformance.checks.auth import (
     check_accepted,
+    check_not_served,
     check_rejected,
     credential_headers,
     header_schemes,
@@ -44,3 +45,11 @@ def test_rejected_and_accepted() -> None:
     assert finding.requirement_id == "AUTH-MISSING-KEY" and "200, not 401" in finding.message
     assert check_accepted(answer(200), "samwise") == []
     assert "'samwise'" in check_accepted(answer(401), "samwise")[0].message
+
+
+def test_an_undocumented_method_may_be_refused_for_its_key_or_its_method() -> None:
+    assert check_not_served("AUTH-MISSING-KEY", answer(401), "a HEAD") == []
+    assert check_not_served("AUTH-MISSING-KEY", answer(405), "a HEAD") == []
+    [finding] = check_not_served("AUTH-MISSING-KEY", answer(200), "a request without a key by HEAD")
+    assert finding.requirement_id == "AUTH-MISSING-KEY"
+    assert "by HEAD was answered 200" in finding.message

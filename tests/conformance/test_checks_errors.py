@@ -10,6 +10,7 @@ import pytest
 import spec
 from conformance.checks.errors import (
     check_error_body,
+    check_refused_before_stream,
     expect_allow,
     expect_status,
     expect_validation_error,
@@ -130,3 +131,20 @@ def test_error_code_must_equal_the_status_even_without_a_schema() -> None:
     )
     assert "errorCode 400" in finding.message
     assert check_error_body(answer(200, b"not json"), None, "x") == []
+
+
+def test_refused_before_stream_keeps_its_status_and_json() -> None:
+    refused = answer(422, VALIDATION)
+    assert check_refused_before_stream(422, refused, "application/json", "n of 99") == []
+    in_a_stream = Exchange(
+        RequestSpec("POST", "/v1/chat/completions"),
+        200,
+        [("content-type", "text/event-stream")],
+        b'data: {"error": "bad"}\n\ndata: [DONE]\n\n',
+    )
+    (finding,) = check_refused_before_stream(422, in_a_stream, "text/event-stream", "n of 99")
+    assert finding.requirement_id == "ERR-BEFORE-STREAM"
+    assert 'n of 99, sent with "stream": true, was answered 200, not 422' in finding.message
+    assert "not 'application/json'" in finding.message
+    (other,) = check_refused_before_stream(404, refused, "application/json", "x")
+    assert "answered 422, not 404" in other.message

@@ -18,6 +18,7 @@ from conformance.checks.fields import (
     check_legacy_logprobs,
     check_prompt_list,
     check_status,
+    check_tool_finish,
     check_tool_forced,
     check_tool_none,
     check_tool_required,
@@ -226,10 +227,8 @@ def test_tool_forced() -> None:
             0
         ].message
     )
-    assert (
-        "finish_reason"
-        in check_tool_forced(answer(called(finish="stop")), "get_weather", TOOLS)[0].message
-    )
+    # finish_reason is FIELD-TOOL-FINISH's alone: one fault, one requirement.
+    assert check_tool_forced(answer(called(finish="stop")), "get_weather", TOOLS) == []
     assert (
         "parse"
         in check_tool_forced(answer(called(arguments="{oops")), "get_weather", TOOLS)[0].message
@@ -241,6 +240,23 @@ def test_tool_required_and_none() -> None:
     assert ids(check_tool_required(answer(called(name="other")), TOOLS)) == {"FIELD-TOOL-REQUIRED"}
     assert check_tool_none(answer(message("Sunny"))) == []
     assert ids(check_tool_none(answer(called()))) == {"FIELD-TOOL-NONE"}
+    assert check_tool_required(answer(called(finish="stop")), TOOLS) == []
+    # A choice without calls that ends 'tool_calls' is FIELD-TOOL-FINISH's, not this rule's.
+    assert check_tool_none(answer(message("Sunny", finish="tool_calls"))) == []
+    legacy = answer({"message": {"role": "assistant", "function_call": {"name": "get_weather"}}})
+    (finding,) = check_tool_none(legacy)
+    assert "function_call" in finding.message
+
+
+def test_tool_finish() -> None:
+    assert check_tool_finish(answer(called(), message("Sunny")), "the answer") == []
+    assert check_tool_finish(answer(called(finish="length")), "the answer") == []  # cut
+    assert check_tool_finish(answer(message("Sun", finish="length")), "the answer") == []
+    (stopped,) = check_tool_finish(answer(called(finish="stop")), "the stream for auto")
+    assert stopped.requirement_id == "FIELD-TOOL-FINISH"
+    assert "the stream for auto" in stopped.message and "'stop'" in stopped.message
+    (claimed,) = check_tool_finish(answer(message("Sunny", finish="tool_calls")), "the answer")
+    assert "no tool calls" in claimed.message
 
 
 def tool_delta(index: int, **fields: Any) -> dict[str, Any]:
@@ -266,6 +282,62 @@ def test_tool_stream() -> None:
         chunk(0, tool_delta(0, function={"arguments": "{oops"})),
     )
     assert ids(check_tool_stream(broken, "get_weather", TOOLS)) == {"FIELD-TOOL-STREAMED"}
+
+
+def test_tool_stream_later_deltas_carry_no_id_or_name() -> None:
+    first = tool_delta(0, id="c1", type="function", function={"name": "get_weather"})
+    tolerated = stream_of(
+        chunk(0, {"role": "assistant", **first}),
+        # type is replaced, not joined, by clients; a null id or name is skipped
+        chunk(0, tool_delta(0, type="function", id=None, function={"arguments": '{"city": '})),
+        chunk(0, tool_delta(0, function={"name": None, "arguments": '"Paris"}'})),
+    )
+    assert check_tool_stream(tolerated, "get_weather", TOOLS) == []
+    header = {"id": "c1", "type": "function"}
+    repeated = stream_of(
+        chunk(0, {"role": "assistant", **first}),
+        chunk(0, tool_delta(0, **header, function={"name": "get_weather", "arguments": "{"})),
+        chunk(0, tool_delta(0, **header, function={"name": "get_weather", "arguments": '"city"'})),
+        chunk(0, tool_delta(0, function={"arguments": ': "Paris"}'})),
+    )
+    (finding,) = check_tool_stream(repeated, "get_weather", TOOLS)
+    assert finding.requirement_id == "FIELD-TOOL-STREAMED"
+    assert "repeats its id and function.name in 2 later delta(s) (events 2, 3)" in finding.message
+    assert "get_weatherget_weather" in finding.message
+    assert finding.event_numbers == (2, 3)
+
+
+def test_tool_stream_arguments_are_strings() -> None:
+    first = tool_delta(0, id="c1", type="function", function={"name": "get_weather"})
+    as_object = stream_of(
+        chunk(0, {"role": "assistant", **first}),
+        chunk(0, tool_delta(0, function={"arguments": {"city": "Paris"}})),
+    )
+    (finding,) = check_tool_stream(as_object, "get_weather", TOOLS)
+    assert "function.arguments as a JSON object in event 2" in finding.message
+    assert "joined" not in finding.message  # one problem, said once
+    whole = tool_delta(0, id="c1", type="function", function={"name": "get_weather"})
+    whole["tool_calls"][0]["function"]["arguments"] = ["Paris"]
+    (finding,) = check_tool_stream(stream_of(chunk(0, {"role": "assistant", **whole})), "x", TOOLS)
+    assert "as a JSON array in event 1" in finding.message
+
+
+def test_streamed_response_folds_tool_calls_and_usage() -> None:
+    first = tool_delta(0, id="c1", type="function", function={"name": "get_weather"})
+    obs = stream_of(
+        chunk(0, {"role": "assistant", "content": None, **first}),
+        chunk(0, tool_delta(0, id="c1", function={"name": "get_weather", "arguments": "{}"})),
+        chunk(0, {}, finish_reason="tool_calls"),
+        {"id": "x", "choices": [], "usage": {"completion_tokens": 3}},
+    )
+    rebuilt = streamed_response(obs)
+    (choice,) = rebuilt["choices"]
+    call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    assert choice["message"] == {"role": "assistant", "content": None, "tool_calls": [call]}
+    assert choice["finish_reason"] == "tool_calls"
+    assert rebuilt["usage"] == {"completion_tokens": 3}
+    assert check_tool_finish(rebuilt, "the stream") == []
+    assert streamed_response(stream_of(chunk(0, {"content": "Hi"})))["usage"] is None
 
 
 def test_function_call() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from conformance.checks.semantics import (
@@ -12,11 +13,15 @@ from conformance.checks.semantics import (
     check_path_model,
     check_seed_repeatable,
     check_stop_absent,
+    check_stop_prefix,
     check_stream_agrees,
     check_streamed_n_choices,
+    check_streamed_path_model,
+    check_streamed_text_deltas,
     check_usage_sum,
     choice_texts,
 )
+from conformance.checks.streaming import StreamObservation
 
 
 def completion(
@@ -141,3 +146,54 @@ def test_streamed_n_choices() -> None:
     assert [f.requirement_id for f in check_streamed_n_choices([0, 0], 2)] == ["SEM-N-CHOICES"]
     assert check_streamed_n_choices([0, 1, 2], 2)
     assert check_streamed_n_choices([0, "1"], 2)
+
+
+def _stream(*chunks: dict[str, Any]) -> StreamObservation:
+    body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    return StreamObservation.from_bytes(body.encode(), include_usage=True)
+
+
+def _chunk(content: str | None, index: int = 0, model: str = "mythomax") -> dict[str, Any]:
+    return {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": model,
+        "choices": [{"index": index, "delta": {"content": content}, "finish_reason": None}],
+        "usage": None,
+    }
+
+
+def test_max_tokens_names_the_stream() -> None:
+    (finding,) = check_max_tokens(completion("a", completion_tokens=5), 3, where="the stream")
+    assert "in the stream usage.completion_tokens is 5" in finding.message
+
+
+def test_streamed_text_deltas_within_max_tokens() -> None:
+    within = _stream(_chunk(""), _chunk("a"), _chunk("b"), _chunk("c"))
+    assert check_streamed_text_deltas(within, 3) == []  # an empty delta carries no token
+    over = _stream(_chunk("a"), _chunk("b"), _chunk("c"), _chunk("d"), _chunk("x", index=1))
+    (finding,) = check_streamed_text_deltas(over, 3)
+    assert finding.requirement_id == "SEM-MAX-TOKENS"
+    assert "choice 0 streamed 4 deltas that carry text (events 1, 2, 3, 4)" in finding.message
+    assert finding.event_numbers == (1, 2, 3, 4)
+
+
+def test_stop_prefix_leaked_only_when_the_plain_answer_lacks_it() -> None:
+    assert check_stop_prefix({0: "Hello wo"}, {0: "Hello wo"}, ["wor"]) == []
+    assert check_stop_prefix({0: "Hello"}, {0: "Hello"}, ["wor"]) == []
+    (finding,) = check_stop_prefix({0: "Hello w"}, {0: "Hello"}, ["wor"])
+    assert finding.requirement_id == "SEM-STOP-ABSENT"
+    assert "ends with 'w', the start of the stop sequence 'wor'" in finding.message
+    (longest,) = check_stop_prefix({0: "Hello wo"}, {0: "Hello"}, ["wor"])
+    assert "ends with 'wo'" in longest.message
+
+
+def test_streamed_path_model_on_every_chunk() -> None:
+    good = _stream(_chunk("a", model="asha"), _chunk("b", model="asha"))
+    assert check_streamed_path_model(good, "asha", "soji") == []
+    bad = _stream(_chunk("a", model="asha"), _chunk("b", model="soji"))
+    (finding,) = check_streamed_path_model(bad, "asha", "soji")
+    assert finding.requirement_id == "SEM-PATH-MODEL"
+    assert "1 of the stream's 2 chunks carry another model (events 2)" in finding.message
+    assert "(the body said 'soji')" in finding.message

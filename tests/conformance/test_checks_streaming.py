@@ -54,6 +54,16 @@ def usage_chunk() -> dict[str, Any]:
     }
 
 
+ERROR_EVENT = {
+    "error": "UNKNOWN",
+    "message": "the model failed to generate",
+    "type": "server_error",
+    "code": "",
+    "errorCode": 500,
+    "param": None,
+}
+
+
 def good_chunks(include_usage: bool) -> list[dict[str, Any]]:
     chunks = [chunk(role=True), chunk(content="Hel"), chunk(content="lo", finish="stop")]
     return [*chunks, usage_chunk()] if include_usage else chunks
@@ -149,6 +159,25 @@ FLAWS: dict[str, tuple[list[Any], bool, str]] = {
         ],
         True,
         "STREAM-USAGE",
+    ),
+    "usage key absent with include_usage": (
+        [
+            *[{k: v for k, v in c.items() if k != "usage"} for c in good_chunks(False)],
+            usage_chunk(),
+            "[DONE]",
+        ],
+        True,
+        "STREAM-USAGE",
+    ),
+    "chunks after the error event": (
+        [chunk(role=True), ERROR_EVENT, chunk(finish="stop"), "[DONE]"],
+        False,
+        "STREAM-ERROR-EVENT",
+    ),
+    "two error events": (
+        [chunk(role=True), ERROR_EVENT, ERROR_EVENT, "[DONE]"],
+        False,
+        "STREAM-ERROR-EVENT",
     ),
 }
 
@@ -249,3 +278,18 @@ def test_streamed_texts_join_deltas_per_choice() -> None:
         chunk(0, content="c"),
     ]
     assert streamed_texts(observe(items)) == {0: "ac", 1: "b"}
+
+
+def test_without_include_usage_the_usage_key_may_be_absent() -> None:
+    bare = [{k: v for k, v in c.items() if k != "usage"} for c in good_chunks(False)]
+    assert failing(observe([*bare, "[DONE]"])) == set()
+
+
+def test_one_error_event_then_done_is_how_a_stream_fails() -> None:
+    observation = observe([chunk(role=True), chunk(content="Hel"), ERROR_EVENT, "[DONE]"])
+    assert failing(observation) == set()
+    (finding,) = STREAM_CHECKS["STREAM-ERROR-EVENT"](
+        observe([chunk(role=True), ERROR_EVENT, chunk(), chunk(finish="stop"), "[DONE]"]), None
+    )
+    assert "2 chunk(s) came after the error event 2 (events 3, 4)" in finding.message
+    assert finding.event_numbers == (2, 3, 4)

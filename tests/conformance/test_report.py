@@ -501,3 +501,38 @@ def test_render_from_json_rejects_other_documents(tmp_path: Path) -> None:
     path.write_text('{"format": "something-else"}', encoding="utf-8")
     with pytest.raises(ValueError, match="not a mimic-conformance-results document"):
         render_from_json(path)
+
+
+def _timed_record() -> RunRecord:
+    record = sample_record()
+    record.add_case(
+        CaseResult(
+            "STREAM-FRAMING",
+            COMPLETIONS,
+            Outcome.PASS,
+            duration=0.4,
+            measurements={
+                "ttft_s": 0.0421,
+                "itl_median_s": 0.0102,
+                "itl_p90_s": 0.0153,
+                "tokens_per_s": 97.61,
+                "content_events": 32,
+            },
+        )
+    )
+    return record
+
+
+def test_stream_timings_are_shown_beside_the_verdicts() -> None:
+    page = render_html(_timed_record())
+    assert 'id="timings"' in page and "Stream timings" in page
+    for shown in ("time to first token", "42 ms", "10 ms", "15 ms", "97.6", ">32<"):
+        assert shown in page, shown
+    summary = render_markdown(_timed_record())
+    assert "### Stream timings" in summary
+    assert "| POST /v1/completions | 42 ms | 10 ms | 15 ms | 97.6 | 32 |" in summary
+
+
+def test_no_timings_section_without_measurements() -> None:
+    assert 'id="timings"' not in render_html(sample_record())
+    assert "Stream timings" not in render_markdown(sample_record())

@@ -390,6 +390,14 @@ def _records(draw: st.DrawFn) -> RunRecord:
                 evidence=evidence,
                 reason=draw(_text.map(lambda t: t + "!")) if outcome in (S, E) else None,
                 duration=draw(st.floats(0, 100, allow_nan=False)),
+                measurements=draw(
+                    st.none()
+                    | st.dictionaries(
+                        _text,
+                        st.integers(0, 10**6) | st.floats(0, 1e6, allow_nan=False),
+                        max_size=3,
+                    )
+                ),
             )
         )
     return RunRecord(
@@ -458,3 +466,18 @@ def test_a_target_that_went_down_is_named_once_in_the_verdict() -> None:
     assert document["target_down"]["checks_not_run"] == 42
     assert RunRecord.from_dict(document).target_down == down
     assert _record([MUST_A], [_case("MUST-A", P)]).to_dict()["target_down"] is None
+
+
+def test_measurements_ride_with_a_case_and_old_cases_load_without_them() -> None:
+    case = CaseResult("A-B", OP, P, measurements={"ttft_s": 0.25, "content_events": 12})
+    data = case.to_dict()
+    assert data["measurements"] == {"ttft_s": 0.25, "content_events": 12}
+    assert CaseResult.from_dict(data) == case
+    del data["measurements"]  # a results.json written before measurements existed
+    assert CaseResult.from_dict(data).measurements is None
+
+
+@pytest.mark.parametrize("bad", [{"ttft_s": float("nan")}, {"x": "fast"}, {1: 2.0}, {"x": True}])
+def test_measurements_are_finite_numbers_by_name(bad: Any) -> None:
+    with pytest.raises(ValueError, match="measurements"):
+        CaseResult("A-B", OP, P, measurements=bad)

@@ -323,6 +323,34 @@ def _add_key(key: str) -> Callable[[ProxyRequest], ProxyRequest]:
     return on_request
 
 
+def _streams_skip_keys(key: str) -> Callable[[ProxyRequest], ProxyRequest]:
+    """Streamed requests reach the server with the valid key, whatever they carried."""
+
+    def on_request(request: ProxyRequest) -> ProxyRequest:
+        if not request.streams:
+            return request
+        headers = tuple(
+            (k, v)
+            for k, v in request.headers
+            if k.lower() not in ("authorization", "ch-api-key", "samwise")
+        )
+        return ProxyRequest(
+            request.method,
+            request.path,
+            (*headers, ("authorization", f"Bearer {key}")),
+            request.body,
+        )
+
+    return on_request
+
+
+def _head_served_without_keys(request: ProxyRequest) -> ProxyRequest | ProxyResponse:
+    """HEAD is answered like a GET would be, before any key is looked at."""
+    if request.method != "HEAD":
+        return request
+    return ProxyResponse(200, (("content-type", "application/json"),), b"")
+
+
 def _more_tokens(payload: dict[str, Any]) -> dict[str, Any]:
     if isinstance(payload.get("max_tokens"), int):
         payload["max_tokens"] += 6
@@ -699,6 +727,109 @@ def _stream_errors_in_a_200(request: ProxyRequest, response: ProxyResponse) -> P
     return response
 
 
+# ------------------------------------------------------------------------------ streams, strictly
+
+
+def _usage_key_absent(number: int, chunk: dict[str, Any]) -> dict[str, Any]:
+    """Drop ``"usage": null`` from the chunks: the key absent where include_usage wants it."""
+    if chunk.get("usage", 0) is None:
+        chunk.pop("usage")
+    return chunk
+
+
+def _error_then_chunks(request: ProxyRequest, datas: list[str]) -> list[str]:
+    """Fail after the first chunk with the 500 error event, then go on sending chunks."""
+    error = {
+        "error": "UNKNOWN",
+        "message": "the model failed to generate",
+        "type": "server_error",
+        "code": "",
+        "errorCode": 500,
+        "param": None,
+    }
+    if len(datas) < 3:
+        return data_events(datas)
+    return data_events([datas[0], json.dumps(error), *datas[1:]])
+
+
+def _tokens_split_in_two(request: ProxyRequest, datas: list[str]) -> list[str]:
+    """Each one-choice text delta of two characters or more goes as two: half a token each."""
+    out = []
+    for data in datas:
+        chunk = None if data == DONE else json.loads(data)
+        found = chunk.get("choices", []) if chunk is not None else []
+        choice = found[0] if len(found) == 1 else {}
+        delta = choice.get("delta") or {}
+        key = "content" if isinstance(delta.get("content"), str) else "text"
+        text = delta.get("content") if key == "content" else choice.get("text")
+        if chunk is None or not isinstance(text, str) or len(text) < 2:
+            out.append(data)
+            continue
+        finish = choice.get("finish_reason")
+        for part, reason in ((text[: len(text) // 2], None), (text[len(text) // 2 :], finish)):
+            if key == "content":
+                delta["content"] = part
+            if "text" in choice:
+                choice["text"] = part
+            choice["finish_reason"] = reason
+            out.append(json.dumps(chunk))
+    return data_events(out)
+
+
+def _chunks_name_another_model(number: int, chunk: dict[str, Any]) -> dict[str, Any]:
+    """Every chunk names a model other than the one it had (the path's, on a scoped path)."""
+    chunk["model"] = "soji" if chunk.get("model") != "soji" else "asha"
+    return chunk
+
+
+def _leaks_stop_start(request: ProxyRequest, datas: list[str]) -> list[str]:
+    """A stream asked to stop at a sequence ends with that sequence's first two characters."""
+    stop = _asked(request).get("stop")
+    first = stop[0] if isinstance(stop, list) and stop else stop
+    if not isinstance(first, str) or len(first) < 3:
+        return data_events(datas)
+    leaked = first[:2]
+    out = list(datas)
+    for position in range(len(out) - 1, -1, -1):
+        if out[position] == DONE:
+            continue
+        chunk = json.loads(out[position])
+        texts = [c for c in chunk.get("choices", []) if (c.get("delta") or {}).get("content")]
+        texts += [c for c in chunk.get("choices", []) if c.get("text")]
+        if texts:
+            choice = texts[0]
+            if (choice.get("delta") or {}).get("content"):
+                choice["delta"]["content"] += leaked
+            else:
+                choice["text"] += leaked
+            out[position] = json.dumps(chunk)
+            break
+    return data_events(out)
+
+
+def _streams_unseeded(payload: dict[str, Any]) -> dict[str, Any]:
+    """A streamed request loses its seed (a plain one keeps it), and sampling gets hotter."""
+    if payload.get("stream") is True:
+        return _seed_ignored(payload)
+    return payload
+
+
+def _calls_finish_stop(choice: dict[str, Any]) -> None:
+    if (choice.get("message") or {}).get("tool_calls"):
+        choice["finish_reason"] = "stop"
+
+
+def _call_name_repeated(number: int, chunk: dict[str, Any]) -> dict[str, Any]:
+    """Every later delta of a streamed call repeats the call's id and function name."""
+    for choice in chunk.get("choices", []):
+        for call in (choice.get("delta") or {}).get("tool_calls") or []:
+            function = call.setdefault("function", {})
+            if "id" not in call or call.get("id") is None:
+                call["id"] = "call-repeated"
+                function["name"] = "get_weather"
+    return chunk
+
+
 # ------------------------------------------------------------------------------ hostile input
 
 _FLOOD_BYTES = 1_000_000
@@ -745,6 +876,10 @@ API_KEY = "broken-server-test-key"
 STREAM, SCHEMA, ERR, AUTH, SEM = "STREAM-*", "SCHEMA-*", "ERR-*", "AUTH-*", "SEM-*"
 FIELD = "FIELD-*"
 SDK = "SDK-*"
+#: The proxy reads a whole stream before it rewrites and sends it, so every broken server is a
+#: server that holds its streams back: STREAM-INCREMENTAL is left to the one broken server
+#: that is nothing else ("stream-held-back").
+STREAM_ARGS = ("--skip-requirement", "STREAM-INCREMENTAL")
 #: Every hostile fault runs with these: the stall rule waits up to --timeout for the
 #: reference to close a stalled body (30 s by default), and the others bound each sample by
 #: min(10 s, --timeout).
@@ -764,20 +899,72 @@ def _server(
 
 BROKEN_SERVERS: tuple[BrokenServer, ...] = (
     # streaming
-    _server("no-done", Fault(on_events=_no_done), STREAM, "STREAM-DONE-LAST"),
-    _server("event-after-done", Fault(on_events=_event_after_done), STREAM, "STREAM-DONE-LAST"),
+    _server("no-done", Fault(on_events=_no_done), STREAM, "STREAM-DONE-LAST", args=STREAM_ARGS),
     _server(
-        "chunk-object-wrong", Fault(on_events=_chunks(_chunk_object)), STREAM, "STREAM-EVENT-JSON"
+        "event-after-done",
+        Fault(on_events=_event_after_done),
+        STREAM,
+        "STREAM-DONE-LAST",
+        args=STREAM_ARGS,
     ),
-    _server("non-json-event", Fault(on_events=_insert_garbage), STREAM, "STREAM-EVENT-JSON"),
-    _server("id-changes", Fault(on_events=_chunks(_changing_id)), STREAM, "STREAM-IDS-CONSTANT"),
-    _server("no-role-first", Fault(on_events=_chunks(_no_role)), STREAM, "STREAM-ROLE-FIRST"),
-    _server("finish-twice", Fault(on_events=_chunks(_finish_twice)), STREAM, "STREAM-FINISH-ONCE"),
-    _server("usage-chunk-missing", Fault(on_events=_usage_chunk_missing), STREAM, "STREAM-USAGE"),
-    _server("usage-chunk-unasked", Fault(on_events=_usage_chunk_unasked), STREAM, "STREAM-USAGE"),
-    _server("event-field", Fault(on_events=_event_field), STREAM, "STREAM-FRAMING"),
     _server(
-        "stream-text-plain", Fault(stream_content_type="text/plain"), STREAM, "STREAM-CONTENT-TYPE"
+        "chunk-object-wrong",
+        Fault(on_events=_chunks(_chunk_object)),
+        STREAM,
+        "STREAM-EVENT-JSON",
+        args=STREAM_ARGS,
+    ),
+    _server(
+        "non-json-event",
+        Fault(on_events=_insert_garbage),
+        STREAM,
+        "STREAM-EVENT-JSON",
+        args=STREAM_ARGS,
+    ),
+    _server(
+        "id-changes",
+        Fault(on_events=_chunks(_changing_id)),
+        STREAM,
+        "STREAM-IDS-CONSTANT",
+        args=STREAM_ARGS,
+    ),
+    _server(
+        "no-role-first",
+        Fault(on_events=_chunks(_no_role)),
+        STREAM,
+        "STREAM-ROLE-FIRST",
+        args=STREAM_ARGS,
+    ),
+    _server(
+        "finish-twice",
+        Fault(on_events=_chunks(_finish_twice)),
+        STREAM,
+        "STREAM-FINISH-ONCE",
+        args=STREAM_ARGS,
+    ),
+    _server(
+        "usage-chunk-missing",
+        Fault(on_events=_usage_chunk_missing),
+        STREAM,
+        "STREAM-USAGE",
+        args=STREAM_ARGS,
+    ),
+    _server(
+        "usage-chunk-unasked",
+        Fault(on_events=_usage_chunk_unasked),
+        STREAM,
+        "STREAM-USAGE",
+        args=STREAM_ARGS,
+    ),
+    _server(
+        "event-field", Fault(on_events=_event_field), STREAM, "STREAM-FRAMING", args=STREAM_ARGS
+    ),
+    _server(
+        "stream-text-plain",
+        Fault(stream_content_type="text/plain"),
+        STREAM,
+        "STREAM-CONTENT-TYPE",
+        args=STREAM_ARGS,
     ),
     _server(
         "stream-never-ends",
@@ -785,7 +972,28 @@ BROKEN_SERVERS: tuple[BrokenServer, ...] = (
         Fault(hang_after_stream=True, hang_when=_hang_on("/v1/chat/completions")),
         STREAM,
         "STREAM-ENDS",
-        args=("--timeout", "6"),
+        args=(*STREAM_ARGS, "--timeout", "6"),
+    ),
+    _server(
+        "usage-key-absent",
+        Fault(on_events=_chunks(_usage_key_absent)),
+        STREAM,
+        "STREAM-USAGE",
+        args=STREAM_ARGS,
+    ),
+    _server(
+        "chunks-after-the-error-event",
+        Fault(on_events=_error_then_chunks),
+        STREAM,
+        "STREAM-ERROR-EVENT",
+        args=STREAM_ARGS,
+    ),
+    _server(
+        "stream-held-back",
+        Fault(),  # the proxy itself: it sends each stream whole, once the server has ended it
+        "STREAM-INCREMENTAL",
+        "STREAM-INCREMENTAL",
+        should_only=True,
     ),
     # schema
     _server("server-error", Fault(on_response=_server_error), SCHEMA, "SCHEMA-NO-5XX"),
@@ -855,6 +1063,12 @@ BROKEN_SERVERS: tuple[BrokenServer, ...] = (
         "out-of-range-400", Fault(on_response=_422_to_400(_is_range_error)), ERR, "ERR-OUT-OF-RANGE"
     ),
     _server("unknown-route-400", Fault(on_request=_unknown_route_400), ERR, "ERR-UNKNOWN-ROUTE"),
+    _server(
+        "refusals-inside-a-200-stream",
+        Fault(on_response=_stream_errors_in_a_200),
+        ERR,
+        "ERR-BEFORE-STREAM",
+    ),
     # authentication
     _server("accepts-missing-key", Fault(on_request=_add_key(API_KEY)), AUTH, "AUTH-MISSING-KEY"),
     _server(
@@ -862,6 +1076,20 @@ BROKEN_SERVERS: tuple[BrokenServer, ...] = (
     ),
     _server(
         "refuses-samwise-header", Fault(on_request=_refuse_scheme("samwise")), AUTH, "AUTH-SCHEMES"
+    ),
+    _server(
+        "streams-skip-keys",
+        Fault(on_request=_streams_skip_keys(API_KEY)),
+        AUTH,
+        "AUTH-MISSING-KEY",
+        "AUTH-WRONG-KEY",
+    ),
+    _server(
+        "head-served-without-keys",
+        Fault(on_request=_head_served_without_keys),
+        AUTH,
+        "AUTH-MISSING-KEY",
+        "AUTH-WRONG-KEY",
     ),
     # semantics
     _server("max-tokens-ignored", Fault(on_request=_body(_more_tokens)), SEM, "SEM-MAX-TOKENS"),
@@ -871,7 +1099,19 @@ BROKEN_SERVERS: tuple[BrokenServer, ...] = (
         SEM,
         "SEM-USAGE-SUM",
     ),
+    _server(
+        "stream-splits-tokens",
+        Fault(on_events=_tokens_split_in_two),
+        SEM,
+        "SEM-MAX-TOKENS",
+    ),
     _server("stop-ignored", Fault(on_request=_body(_drop("stop"))), SEM, "SEM-STOP-ABSENT"),
+    _server(
+        "stream-leaks-the-start-of-a-stop",
+        Fault(on_events=_leaks_stop_start),
+        SEM,
+        "SEM-STOP-ABSENT",
+    ),
     _server("n-ignored", Fault(on_request=_body(_drop("n"))), SEM, "SEM-N-CHOICES"),
     _server(
         "stream-drops-second-choice",
@@ -885,12 +1125,27 @@ BROKEN_SERVERS: tuple[BrokenServer, ...] = (
         SEM,
         "SEM-PATH-MODEL",
     ),
+    _server(
+        "chunks-name-another-model",
+        Fault(on_events=_chunks(_chunks_name_another_model)),
+        SEM,
+        "SEM-PATH-MODEL",
+    ),
     _server("models-unscoped", Fault(on_response=_unscoped_models), SEM, "SEM-MODELS-SCOPED"),
     _server(
         "seed-ignored",
         Fault(on_request=_body(_seed_ignored)),
         SEM,
         "SEM-SEED-REPEATABLE",
+        should_only=True,
+    ),
+    _server(
+        "streams-unseeded",
+        Fault(on_request=_body(_streams_unseeded)),
+        # Quick runs stream only the greedy pair, which a seed does not change.
+        "SEM-SEED-REPEATABLE",
+        "SEM-SEED-REPEATABLE",
+        args=("--profile", "full"),
         should_only=True,
     ),
     _server(
@@ -987,6 +1242,20 @@ BROKEN_SERVERS: tuple[BrokenServer, ...] = (
         Fault(on_events=_chunks(_no_call_id)),
         FIELD,
         "FIELD-TOOL-STREAMED",
+    ),
+    _server(
+        "streamed-call-repeats-its-name",
+        Fault(on_events=_chunks(_call_name_repeated)),
+        FIELD,
+        "FIELD-TOOL-STREAMED",
+    ),
+    _server(
+        "tool-calls-finish-stop",
+        Fault(
+            on_response=_json_answers(lambda request, body: _each_choice(_calls_finish_stop)(body))
+        ),
+        FIELD,
+        "FIELD-TOOL-FINISH",
     ),
     _server(
         "tool-messages-refused",
