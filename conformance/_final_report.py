@@ -24,7 +24,7 @@ from conformance.suite._run import Run
 
 __all__ = ["build_record", "merge_cases", "write_terminal_summary"]
 
-_WORST_FIRST = (Outcome.FAIL, Outcome.ERROR, Outcome.PASS, Outcome.SKIP)
+_WORST_FIRST = (Outcome.FAIL, Outcome.ERROR, Outcome.PASS, Outcome.SKIP, Outcome.NOT_APPLICABLE)
 
 
 def build_record(
@@ -71,6 +71,7 @@ def build_record(
         spec_title=run.contract.title,
         spec_version=run.contract.version,
         spec_sha256=spec.sha256(settings.spec_path),
+        contract=run.contract.name,
         kit_version=__version__,
         seed=settings.seed,
         started_at=started_at,
@@ -178,7 +179,7 @@ def write_terminal_summary(writer: Any, record: RunRecord, directory: Path) -> N
     def percent(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.1f}%"
 
-    writer.section("Mimic conformance", sep="=", bold=True)
+    writer.section(f"{record.contract_title} conformance", sep="=", bold=True)
     writer.line(
         str(record.verdict(record.gate_should)),
         red=not record.verdict().conformant,

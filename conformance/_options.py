@@ -70,12 +70,39 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
         "write this run's failures to FILE, as a baseline for later runs",
     ),
     ("--profile", "MIMIC_PROFILE", "quick (local, < 30 s), full (CI; the default) or thorough"),
-    ("--spec", "MIMIC_SPEC", "the OpenAPI document to judge against (default: the kit's own)"),
+    (
+        "--contract",
+        "MIMIC_CONTRACT",
+        "the contract to judge against: mimic (the default) or openai (the /v1 operations with "
+        "OpenAI's 400 and error body, for any OpenAI-compatible server)",
+    ),
+    (
+        "--spec",
+        "MIMIC_SPEC",
+        "the OpenAPI document to judge against: a path, or the name of a contract the kit ships",
+    ),
 )
 """Each option of the suite: (option, environment variable, help)."""
 
 
 _FLAGS = ("--gate-should", "--robust")
+
+
+def _spec_path(contract: Any, document: Any) -> Path:
+    """The contract document a run judges against, from ``--contract`` and ``--spec``."""
+    if contract and document:
+        raise pytest.UsageError("give --contract or --spec, not both")
+    if contract:
+        if contract not in spec.CONTRACTS:
+            names = " or ".join(spec.CONTRACTS)
+            raise pytest.UsageError(f"--contract {contract}: no such contract (use {names})")
+        return spec.CONTRACTS[contract]
+    if document in spec.CONTRACTS:
+        return spec.CONTRACTS[document]
+    path = Path(document) if document else spec.SPEC_PATH
+    if not path.is_file():
+        raise pytest.UsageError(f"--spec {path}: no such file")
+    return path
 
 
 def _dest(option: str) -> str:
@@ -201,9 +228,7 @@ def read_settings(config: pytest.Config, *, seed: int | None = None) -> Settings
         raise pytest.UsageError("--max-examples must be at least 1")
     baseline_path = Path(raw["--baseline"]) if raw["--baseline"] else None
     known_failures = _known_failures(baseline_path)
-    spec_path = Path(raw["--spec"]) if raw["--spec"] else spec.SPEC_PATH
-    if not spec_path.is_file():
-        raise pytest.UsageError(f"--spec {spec_path}: no such file")
+    spec_path = _spec_path(raw["--contract"], raw["--spec"])
     return Settings(
         target=str(raw["--target"]).rstrip("/") if raw["--target"] else None,
         api_key=str(raw["--api-key"]) if raw["--api-key"] else None,

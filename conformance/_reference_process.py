@@ -56,7 +56,8 @@ class ReferenceServer:
 
     ``command`` is how it is started (``--host`` and ``--port`` are added). ``api_key``, if
     given, is the one key it accepts. ``environment`` is the environment it starts from
-    (default: this process's); ``ready_paths`` where readiness is asked.
+    (default: this process's); ``ready_paths`` where readiness is asked; ``contract``, if
+    given, the contract it serves (``--contract``: mimic or openai).
     """
 
     command: ClassVar[tuple[str, ...]] = (sys.executable, "-m", "reference.cli")
@@ -68,8 +69,10 @@ class ReferenceServer:
         *,
         environment: Mapping[str, str] | None = None,
         ready_paths: Sequence[str] = READY_PATHS,
+        contract: str | None = None,
     ) -> None:
         self.log_path = log_path
+        self.contract = contract
         self.api_key = api_key
         self.environment = environment
         self.ready_paths = tuple(ready_paths)
@@ -96,6 +99,8 @@ class ReferenceServer:
         if self.api_key:
             env["MIMIC_API_KEYS"] = self.api_key
         command = [*self.command, "--host", LOCALHOST, "--port", str(port)]
+        if self.contract is not None:
+            command += ["--contract", self.contract]
         self.process = launch(command, log_path=self.log_path, env=env)
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else None
         try:

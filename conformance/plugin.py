@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+import spec
 from conformance._final_report import build_record, write_run_baseline, write_terminal_summary
 from conformance._options import OPTIONS, add_options, read_settings
 from conformance._recording import (
@@ -41,7 +42,7 @@ from conformance._reference_process import NO_REFERENCE_MESSAGE, ReferenceServer
 from conformance._xdist import WorkerResults, hand_back, hand_over, handed_over, is_worker
 from conformance.report import write_reports
 from conformance.requirements import is_hostile
-from conformance.results import RunRecord, utc_now
+from conformance.results import Outcome, RunRecord, utc_now
 from conformance.suite._judgement import Judgement
 from conformance.suite._operations import SELECTORS
 from conformance.suite._run import FINALIZE, REQUIREMENTS, Run
@@ -118,7 +119,12 @@ def pytest_configure(config: pytest.Config) -> None:
     else:
         if not ReferenceServer.installed():
             raise pytest.UsageError(NO_REFERENCE_MESSAGE)
-        server = ReferenceServer(settings.report_dir / "reference-server.log", settings.api_key)
+        served = next(
+            (name for name, path in spec.CONTRACTS.items() if path == settings.spec_path), None
+        )
+        server = ReferenceServer(
+            settings.report_dir / "reference-server.log", settings.api_key, contract=served
+        )
         try:
             target = server.start()
         except RuntimeError as error:
@@ -291,7 +297,32 @@ def judgement(request: pytest.FixtureRequest, conformance: Run) -> Judgement:
         raise RuntimeError(
             f"{request.node.nodeid} must judge exactly one requirement, not {requirements}"
         )
-    return Judgement(conformance, requirements[0], operation_label(request.node))
+    requirement_id, label = requirements[0], operation_label(request.node)
+    reason = _not_applicable(conformance, requirement_id, request.node)
+    if reason is not None:
+        conformance.record(requirement_id, label, Outcome.NOT_APPLICABLE, reason=reason)
+        pytest.skip(f"{requirement_id} [not applicable] on {label}: {reason}")
+    return Judgement(conformance, requirement_id, label)
+
+
+def _not_applicable(run: Run, requirement_id: str, item: pytest.Item) -> str | None:
+    """Why ``requirement_id`` has no meaning under the run's contract for ``item``, if it has none.
+
+    Either the contract says so (``x-conformance.not-applicable``) or it documents no operation
+    the requirement applies to (the item is parametrized with no operation).
+    """
+    contract = run.contract
+    declared = contract.not_applicable.get(requirement_id)
+    if declared is not None:
+        return f"not part of the {contract.name} contract: {declared}"
+    callspec = getattr(item, "callspec", None)
+    if (
+        callspec is not None
+        and "operation" in callspec.params
+        and callspec.params["operation"] is None
+    ):
+        return f"the {contract.name} contract has no operation this requirement applies to"
+    return None
 
 
 # ------------------------------------------------------------------------------ recording

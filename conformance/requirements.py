@@ -183,39 +183,43 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(
         "ERR-MALFORMED-JSON",
         _MUST,
-        "A body that is not valid JSON is answered 422 with a detail whose loc starts with 'body'.",
+        "A body that is not valid JSON gets the contract's status for an invalid request "
+        "(Mimic: 422 with a detail whose loc starts with 'body'; OpenAI: 400).",
         "spec:#/components/requestBodies/ChatCompletionRequest/description; "
         "spec:#/components/requestBodies/CompletionRequest/description",
     ),
     Requirement(
         "ERR-NOT-OBJECT",
         _MUST,
-        "A JSON body that is not an object is answered 422 with a detail whose loc starts "
-        "with 'body'.",
+        "A JSON body that is not an object gets the contract's status for an invalid request "
+        "(Mimic: 422 with a detail whose loc starts with 'body'; OpenAI: 400).",
         "spec:#/components/requestBodies/ChatCompletionRequest/description; "
         "spec:#/components/requestBodies/CompletionRequest/description",
     ),
     Requirement(
         "ERR-MISSING-FIELD",
         _MUST,
-        "A body without a required field is answered 422 with a detail whose loc starts "
-        "with 'body'.",
+        "A body without a required field gets the contract's status for an invalid request "
+        "(Mimic: 422 with a detail whose loc starts with 'body'; OpenAI: 400 whose error.param "
+        "names the field).",
         f"{_INFO} (Status codes: 422); spec:#/components/responses/ValidationError; "
         "spec:#/components/schemas/ValidationErrorItem",
     ),
     Requirement(
         "ERR-WRONG-TYPE",
         _MUST,
-        "A body field of a type the schema does not allow is answered 422 with a detail "
-        "whose loc starts with 'body'.",
+        "A body field of a type the schema does not allow gets the contract's status for an "
+        "invalid request (Mimic: 422 with a detail whose loc starts with 'body'; OpenAI: 400 "
+        "whose error.param names the field).",
         f"{_INFO} (Status codes: 422); spec:#/components/responses/ValidationError; "
         "spec:#/components/schemas/ValidationErrorItem",
     ),
     Requirement(
         "ERR-OUT-OF-RANGE",
         _MUST,
-        "A body value outside the schema's range (minimum, maximum, minItems) is answered "
-        "422 with a detail whose loc starts with 'body'.",
+        "A body value outside the schema's range (minimum, maximum, minItems) gets the "
+        "contract's status for an invalid request (Mimic: 422 with a detail whose loc starts "
+        "with 'body'; OpenAI: 400 whose error.param names the field).",
         f"{_INFO} (Status codes: 422); spec:#/components/responses/ValidationError; "
         "spec:#/components/schemas/ValidationErrorItem",
     ),

@@ -76,6 +76,10 @@ _SECRET_WORDS = frozenset(
 _URL_PASSWORD = re.compile(r"(://[^/@:\s]*:)[^/@\s]*@")
 
 
+CONTRACT_TITLES = {"mimic": "Mimic", "openai": "OpenAI-compatible", "custom": "Custom contract"}
+"""Report titles of the contracts, by ``x-conformance.contract`` name."""
+
+
 class Level(StrEnum):
     """How binding a requirement is: failing a MUST makes a server non-conformant."""
 
@@ -90,14 +94,23 @@ class Outcome(StrEnum):
     FAIL = "fail"
     ERROR = "error"
     SKIP = "skip"
+    NOT_APPLICABLE = "not-applicable"
+    """The requirement has no meaning under the contract judged (it lists no operation the
+    requirement applies to, or names the requirement in ``x-conformance.not-applicable``): not
+    a gap in the run, unlike a SKIP."""
 
 
 _PRECEDENCE = (Outcome.FAIL, Outcome.ERROR, Outcome.PASS)
 
 
 def aggregate(outcomes: Iterable[Outcome]) -> Outcome:
-    """Combine outcomes: FAIL if any failed, else ERROR if any errored, else PASS, else SKIP."""
+    """Combine outcomes: FAIL if any failed, else ERROR if any errored, else PASS, else SKIP.
+
+    Only outcomes that are all NOT_APPLICABLE combine to NOT_APPLICABLE.
+    """
     seen = set(outcomes)
+    if seen == {Outcome.NOT_APPLICABLE}:
+        return Outcome.NOT_APPLICABLE
     return next((outcome for outcome in _PRECEDENCE if outcome in seen), Outcome.SKIP)
 
 
@@ -425,8 +438,8 @@ class CaseResult:
             self.measurements = dict(self.measurements)
         if self.outcome is Outcome.FAIL and self.evidence is None:
             raise ValueError(f"{where}: a failure must carry evidence")
-        if self.outcome is Outcome.SKIP and not self.reason:
-            raise ValueError(f"{where}: a skip must give a reason")
+        if self.outcome in (Outcome.SKIP, Outcome.NOT_APPLICABLE) and not self.reason:
+            raise ValueError(f"{where}: a {self.outcome} case must give a reason")
         if self.outcome is Outcome.ERROR and not (self.reason or self.evidence):
             raise ValueError(f"{where}: an error must give a reason or evidence")
         if not (isinstance(self.duration, int | float) and self.duration >= 0):
@@ -486,21 +499,28 @@ class RequirementResult:
         reasons = (case.reason for case in self.cases if case.outcome is Outcome.SKIP)
         return list(dict.fromkeys(reason for reason in reasons if reason))
 
+    @property
+    def not_applicable_reasons(self) -> list[str]:
+        """Distinct reasons the requirement has no meaning under the contract judged."""
+        reasons = (case.reason for case in self.cases if case.outcome is Outcome.NOT_APPLICABLE)
+        return list(dict.fromkeys(reason for reason in reasons if reason))
+
 
 @dataclass(frozen=True)
 class LevelSummary:
-    """Requirement counts for one level; ``percent`` leaves skipped requirements out."""
+    """Requirement counts for one level; ``percent`` leaves skipped and inapplicable ones out."""
 
     level: Level
     passed: int = 0
     failed: int = 0
     errored: int = 0
     skipped: int = 0
+    not_applicable: int = 0
 
     @property
     def total(self) -> int:
-        """All requirements of the level."""
-        return self.passed + self.failed + self.errored + self.skipped
+        """All requirements of the level, inapplicable ones included."""
+        return self.passed + self.failed + self.errored + self.skipped + self.not_applicable
 
     @property
     def percent(self) -> float | None:
@@ -516,6 +536,7 @@ class LevelSummary:
             "failed": self.failed,
             "errored": self.errored,
             "skipped": self.skipped,
+            "not_applicable": self.not_applicable,
             "total": self.total,
             "percent": self.percent,
         }
@@ -638,6 +659,13 @@ class RunRecord:
     cases: list[CaseResult] = field(default_factory=list)
     target_down: TargetDown | None = None
     known_failures: tuple[KnownFailure, ...] | None = None
+    contract: str = "mimic"
+    """The name of the contract judged (``x-conformance.contract``: mimic, openai, custom)."""
+
+    @property
+    def contract_title(self) -> str:
+        """How reports name the contract judged: "Mimic", "OpenAI-compatible", ..."""
+        return CONTRACT_TITLES.get(self.contract, self.contract)
 
     def __post_init__(self) -> None:
         self.target = _redact_url_password(self.target)
@@ -724,6 +752,7 @@ class RunRecord:
                 failed=counts.get(Outcome.FAIL, 0),
                 errored=counts.get(Outcome.ERROR, 0),
                 skipped=counts.get(Outcome.SKIP, 0),
+                not_applicable=counts.get(Outcome.NOT_APPLICABLE, 0),
             )
 
         return Summary(
@@ -816,6 +845,8 @@ class RunRecord:
             notes.append(f"{should.failed + should.errored} SHOULD not met")
         if must.skipped + should.skipped:
             notes.append(f"{must.skipped + should.skipped} skipped")
+        if must.not_applicable + should.not_applicable:
+            notes.append(f"{must.not_applicable + should.not_applicable} not applicable")
         reason += f" ({'; '.join(notes)})." if notes else "."
         return Verdict(True, "CONFORMANT", reason + down)
 
@@ -831,6 +862,7 @@ class RunRecord:
                 "title": self.spec_title,
                 "version": self.spec_version,
                 "sha256": self.spec_sha256,
+                "contract": self.contract,
             },
             "kit_version": self.kit_version,
             "seed": self.seed,
@@ -876,6 +908,7 @@ class RunRecord:
             spec_title=spec["title"],
             spec_version=spec["version"],
             spec_sha256=spec["sha256"],
+            contract=spec.get("contract", "mimic"),
             kit_version=data["kit_version"],
             seed=data["seed"],
             started_at=data["started_at"],

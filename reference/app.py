@@ -19,6 +19,7 @@ import spec
 from reference import errors, json_media
 from reference.auth import KeyRing
 from reference.config import Config
+from reference.openai_dialect import OpenAIDialect
 from reference.pool import ModelPool
 from reference.resources import (
     ChatResource,
@@ -106,10 +107,13 @@ def create_app(
     """
     if pool is not None and runners is not None:
         raise ValueError("give runners or pool, not both")
-    contract = spec.contract()
+    contract = spec.contract(config.server.contract)
     pool = pool or ModelPool(config, runners, shutdown_grace=config.server.shutdown_grace)
     keyring = KeyRing(config.keys)
-    app = falcon.asgi.App(middleware=[AccessLog(), pool])
+    middleware: list[object] = [AccessLog(), pool]
+    if config.server.contract == "openai":
+        middleware.append(OpenAIDialect(contract))
+    app = falcon.asgi.App(middleware=middleware)
     errors.install(app)
     json_media.install(app)
     timeout = config.server.request_timeout

@@ -57,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, help="port to listen on (default 8000; $MIMIC_PORT)")
     parser.add_argument("--config", metavar="FILE", help="a TOML config file ($MIMIC_CONFIG)")
     parser.add_argument(
+        "--contract",
+        choices=("mimic", "openai"),
+        help="the contract to serve: mimic (the default) or openai, the /v1 operations with "
+        "OpenAI's statuses and bodies (overrides [server] contract)",
+    )
+    parser.add_argument(
         "--log-level",
         choices=_LOG_LEVELS,
         default=os.environ.get("MIMIC_LOG_LEVEL", "info").lower(),
@@ -80,7 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = Config.load(args.config)
         changes = {
             key: value
-            for key, value in (("host", args.host), ("port", args.port))
+            for key, value in (
+                ("host", args.host),
+                ("port", args.port),
+                ("contract", args.contract),
+            )
             if value is not None
         }
         if changes:

@@ -18,6 +18,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import spec
+
 __all__ = ["APIKey", "Config", "ConfigError", "ModelConfig", "ServerConfig"]
 
 _DEFAULT_TOML = "default.toml"
@@ -47,6 +49,8 @@ class ServerConfig:
     """Seconds a request body may go without a byte; then its connection is closed."""
     max_connections: int = 1000
     """Open connections; one more closes the one idle longest (`reference.connections`)."""
+    contract: str = "mimic"
+    """The contract served: `mimic` (`spec/openapi.yaml`) or `openai` (`spec/openai.yaml`)."""
 
 
 @dataclass(frozen=True)
@@ -300,6 +304,11 @@ class _Reader:
         for name in ("request_timeout", "shutdown_grace", "head_timeout", "body_timeout"):
             if name in table:
                 values[name] = self.seconds(table[name], f"server.{name}")
+        if "contract" in table:
+            contract = self.string(table["contract"], "server.contract")
+            if contract not in spec.CONTRACTS:
+                raise self.fail("server.contract", f"must be one of {', '.join(spec.CONTRACTS)}")
+            values["contract"] = contract
         return ServerConfig(**values)
 
     def model(self, name: str, raw: Any) -> ModelConfig:

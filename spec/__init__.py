@@ -1,4 +1,4 @@
-"""The Mimic API contract, `openapi.yaml`, shipped as package data.
+"""The Mimic API contract, `openapi.yaml`, and the OpenAI-compatible one, shipped as package data.
 
 Both the reference server and the conformance suite read the contract through
 this module, so that an installed kit finds its spec without depending on the
@@ -18,6 +18,8 @@ import yaml
 from spec._contract import Contract, MediaTypeSchemas, Operation, Parameter
 
 __all__ = [
+    "CONTRACTS",
+    "OPENAI_SPEC_PATH",
     "SPEC_PATH",
     "Contract",
     "MediaTypeSchemas",
@@ -32,11 +34,17 @@ __all__ = [
 SPEC_PATH: Path = Path(str(resources.files(__name__).joinpath("openapi.yaml")))
 """Where the kit's own `openapi.yaml` lives once installed."""
 
+OPENAI_SPEC_PATH: Path = Path(str(resources.files(__name__).joinpath("openai.yaml")))
+"""The OpenAI-compatible contract, derived from `openapi.yaml` (:mod:`spec.openai_derivation`)."""
+
+CONTRACTS: dict[str, Path] = {"mimic": SPEC_PATH, "openai": OPENAI_SPEC_PATH}
+"""The contracts shipped with the kit, by the name ``--contract`` takes."""
+
 
 @cache
-def load() -> dict[str, Any]:
-    """Return the kit's own contract as a dict (parsed once, then shared: do not mutate)."""
-    return load_path(SPEC_PATH)
+def load(name: str = "mimic") -> dict[str, Any]:
+    """Return a contract the kit ships (:data:`CONTRACTS`) as a dict: parsed once, do not mutate."""
+    return load_path(CONTRACTS[name])
 
 
 def load_path(path: str | Path) -> dict[str, Any]:
@@ -54,6 +62,6 @@ def sha256(path: str | Path = SPEC_PATH) -> str:
 
 
 @cache
-def contract() -> Contract:
-    """Return the kit's own contract, compiled once and shared."""
-    return Contract(load())
+def contract(name: str = "mimic") -> Contract:
+    """Return a contract the kit ships (:data:`CONTRACTS`), compiled once and shared."""
+    return Contract(load(name))

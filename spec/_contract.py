@@ -111,6 +111,37 @@ class Contract:
         """The API title the document states (`info.title`)."""
         return str(self.document.get("info", {}).get("title", ""))
 
+    @property
+    def name(self) -> str:
+        """The contract's name (``x-conformance.contract``): ``mimic``, ``openai`` or ``custom``."""
+        return str(self._conformance.get("contract", "custom"))
+
+    @property
+    def invalid_request_status(self) -> int:
+        """The status of a request that does not match the document (Mimic 422, OpenAI 400)."""
+        return int(self._conformance.get("invalid-request-status", 422))
+
+    @property
+    def invalid_request_field(self) -> str | None:
+        """Where the answer to an invalid request names the field at fault.
+
+        ``detail.loc`` (a FastAPI-style 422, Mimic's) or ``error.param`` (OpenAI's 400);
+        ``None`` when the contract does not say.
+        """
+        found = self._conformance.get("invalid-request-field")
+        return None if found is None else str(found)
+
+    @property
+    def not_applicable(self) -> Mapping[str, str]:
+        """Requirement IDs that have no meaning under this contract, each with the reason."""
+        found = self._conformance.get("not-applicable") or {}
+        return {str(key): str(value) for key, value in found.items()}
+
+    @property
+    def _conformance(self) -> Mapping[str, Any]:
+        found = self.document.get("x-conformance")
+        return found if isinstance(found, Mapping) else {}
+
     def operation(self, operation_id: str) -> Operation:
         """Return the operation with this `operationId`."""
         for operation in self.operations:

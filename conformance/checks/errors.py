@@ -20,6 +20,7 @@ __all__ = [
     "check_no_leak",
     "check_refused_before_stream",
     "expect_allow",
+    "expect_named_param",
     "expect_status",
     "expect_validation_error",
     "parse_allow",
@@ -111,6 +112,37 @@ def expect_validation_error(
             requirement_id,
             f"{what} was answered 422, but no detail item's loc starts with {prefix!r} "
             f"(locs: {locs[:5]!r}).",
+        )
+    ]
+
+
+_PARAM_PARTS = re.compile(r"[.\[\]/]+")
+
+
+def expect_named_param(
+    requirement_id: str, response: ResponseLike, status: int, field: str | None, what: str
+) -> list[Finding]:
+    """An OpenAI-style error: ``status``, and ``error.param`` naming ``field`` if there is one.
+
+    ``param`` names the field when it is the field, or a path to it (``messages.0.content``,
+    ``body.temperature``). A body without an ``error`` object is left to
+    :func:`check_error_body`.
+    """
+    found = expect_status(requirement_id, response, status, what)
+    if found or field is None:
+        return found
+    body = _json(response.body)
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return []
+    param = error.get("param")
+    if isinstance(param, str) and field in _PARAM_PARTS.split(param):
+        return []
+    return [
+        Finding(
+            requirement_id,
+            f"{what} was answered {status}, but error.param is {param!r}: it must name the "
+            f"field at fault, {field!r}.",
         )
     ]
 

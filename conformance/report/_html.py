@@ -177,6 +177,7 @@ def _context(record: RunRecord, json_name: str) -> dict[str, Any]:
         first_anchor.setdefault((view["requirement"].id, view["operation"]), view["anchor"])
     metadata = [
         ("Target", record.target),
+        ("Contract", f"{record.contract_title} ({record.contract})"),
         ("Spec", f"{record.spec_title} {record.spec_version}"),
         ("Spec SHA-256", record.spec_sha256),
         ("Kit version", record.kit_version),
@@ -212,6 +213,9 @@ def _context(record: RunRecord, json_name: str) -> dict[str, Any]:
         "detailed": detailed[:MAX_DETAILED_CASES],
         "not_detailed": max(0, len(detailed) - MAX_DETAILED_CASES),
         "skipped": [result for result in results if result.outcome is Outcome.SKIP],
+        "not_applicable": [
+            result for result in results if result.outcome is Outcome.NOT_APPLICABLE
+        ],
         "json_name": json_name,
         "outcomes": [str(outcome) for outcome in Outcome],
         "source_links": source_links,

@@ -97,6 +97,8 @@ def _testcase(
         _sub(testcase, "error", _failure_text(requirement, case), message=summary, type="error")
     elif case.outcome is Outcome.SKIP:
         _sub(testcase, "skipped", message=summary)
+    elif case.outcome is Outcome.NOT_APPLICABLE:
+        _sub(testcase, "skipped", message=f"not applicable: {summary}")
 
 
 def render_junit(record: RunRecord) -> str:
@@ -123,7 +125,7 @@ def render_junit(record: RunRecord) -> str:
         "tests": str(len(rows) + len(stale)),
         "failures": str(count[Outcome.FAIL] + len(stale)),
         "errors": str(count[Outcome.ERROR]),
-        "skipped": str(count[Outcome.SKIP]),
+        "skipped": str(count[Outcome.SKIP] + count[Outcome.NOT_APPLICABLE]),
         "time": f"{sum(case.duration for _, case in rows if case is not None):.3f}",
     }
     root = ET.Element("testsuites", {"name": _SUITE_NAME, **totals})
@@ -132,6 +134,7 @@ def render_junit(record: RunRecord) -> str:
         suite,
         {
             "target": record.target,
+            "contract": record.contract,
             "spec_title": record.spec_title,
             "spec_version": record.spec_version,
             "spec_sha256": record.spec_sha256,

@@ -93,22 +93,23 @@ def render_markdown(record: RunRecord, *, html_path: str | Path | None = None) -
     summary = record.summary()
     mark = "✅" if verdict.conformant else "❌"
     lines = [
-        f"## {mark} Mimic conformance: {verdict.headline}",
+        f"## {mark} {record.contract_title} conformance: {verdict.headline}",
         "",
         escape_markdown(verdict.reason, limit=1000),
         "",
-        f"Target {escape_markdown(record.target)} · spec {escape_markdown(record.spec_version)} "
+        f"Target {escape_markdown(record.target)} · contract {record.contract} · "
+        f"spec {escape_markdown(record.spec_version)} "
         f"({record.spec_sha256[:12]}) · kit {escape_markdown(record.kit_version)} · "
         f"seed {record.seed if record.seed is not None else 'none'} · "
         + ("hostile traffic sent (--robust)" if record.options.get("robust") else "no --robust"),
         "",
-        "| Level | Pass | Fail | Error | Skip | Conformance |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| Level | Pass | Fail | Error | Skip | N/A | Conformance |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for level in (summary.must, summary.should):
         lines.append(
             f"| {level.level} | {level.passed} | {level.failed} | {level.errored} | "
-            f"{level.skipped} | {_percent(level)} |"
+            f"{level.skipped} | {level.not_applicable} | {_percent(level)} |"
         )
     lines.append("")
     if record.target_down is not None:

@@ -21,6 +21,7 @@ __all__ = [
     "body_operations",
     "chunk_validator",
     "concrete_path",
+    "delta_streaming_operations",
     "enum_path_parameters",
     "field_operations",
     "fill_path",
@@ -120,6 +121,33 @@ def text_choice_operations(contract: Contract) -> list[Operation]:
     return found
 
 
+def delta_streaming_operations(contract: Contract) -> list[Operation]:
+    """Streaming operations whose chunk choices document a ``delta`` (chat-style chunks).
+
+    OpenAI's text completion chunks carry ``text`` and no ``delta``: the rules about deltas
+    (the role in the first one) have nothing to judge there.
+    """
+    found = []
+    for op in streaming_operations(contract):
+        media = contract.response_media(op, 200).get(EVENT_STREAM)
+        pointer = None if media is None or media.item_pointer is None else media.item_pointer
+        chunk = _content_schema_pointer(contract, pointer, set()) if pointer else None
+        if chunk is None:
+            continue
+        node = _deref(contract, contract.resolve(chunk), set())
+        branches = node.get("oneOf", [node]) if isinstance(node, Mapping) else []
+        for branch in branches:
+            choices = _merge(contract, branch, set())["properties"].get("choices")
+            items = choices.get("items") if isinstance(choices, Mapping) else None
+            if (
+                isinstance(items, Mapping)
+                and "delta" in _merge(contract, items, set())["properties"]
+            ):
+                found.append(op)
+                break
+    return found
+
+
 def _schema_types(schema: Mapping[str, Any]) -> set[str]:
     """The JSON types a property schema allows, through its ``oneOf`` / ``anyOf`` branches."""
     declared = schema.get("type")
@@ -193,6 +221,7 @@ SELECTORS: Mapping[str, Callable[[Contract], list[Operation]]] = {
     "all": lambda contract: list(contract.operations),
     "body": body_operations,
     "streaming": streaming_operations,
+    "delta-streaming": delta_streaming_operations,
     "path-model": path_model_operations,
     "body-model": body_model_operations,
     "scoped-models": scoped_models_operations,

@@ -102,7 +102,10 @@ def _raw_request(contract: Contract, operation: Operation, body: bytes) -> Reque
 class BadRequest:
     """A request that breaks one rule, the requirement that says what must happen, and why.
 
-    ``expected_status`` and ``loc_prefix`` (for 422s) say what the contract demands.
+    ``expected_status`` says what the contract demands; for a request that does not match the
+    contract, ``loc_prefix`` is where a Mimic 422's ``detail`` locates the problem and
+    ``field`` the request field at fault, if one is, which an OpenAI 400 names in
+    ``error.param``.
     """
 
     requirement_id: str
@@ -110,6 +113,7 @@ class BadRequest:
     request: RequestSpec
     expected_status: int
     loc_prefix: tuple[str, ...] = ()
+    field: str | None = None
 
 
 def bad_requests(
@@ -146,7 +150,7 @@ def bad_requests(
                 "ERR-PATH-MODEL",
                 f"path parameter {parameter.name!r} outside its enum ({outside!r})",
                 json_request(contract, operation, valid_body, path=path),
-                422,
+                contract.invalid_request_status,
                 ("path", parameter.name),
             )
         )
@@ -164,7 +168,11 @@ def _body_shape_requests(
     ]
     for what, body in malformed[:variants]:
         yield BadRequest(
-            "ERR-MALFORMED-JSON", what, _raw_request(contract, operation, body), 422, ("body",)
+            "ERR-MALFORMED-JSON",
+            what,
+            _raw_request(contract, operation, body),
+            contract.invalid_request_status,
+            ("body",),
         )
     not_object = [
         ("a JSON array", b"[]"),
@@ -177,7 +185,7 @@ def _body_shape_requests(
             "ERR-NOT-OBJECT",
             f"a body that is {what}",
             _raw_request(contract, operation, body),
-            422,
+            contract.invalid_request_status,
             ("body",),
         )
 
@@ -199,8 +207,9 @@ def _schema_violations(
             "ERR-MISSING-FIELD",
             f"a body without the required field {name!r}",
             json_request(contract, operation, body),
-            422,
+            contract.invalid_request_status,
             ("body",),
+            name,
         )
 
     wrong = [
@@ -211,8 +220,9 @@ def _schema_violations(
             "ERR-WRONG-TYPE",
             f"field {name!r} set to {value!r}, a type its schema does not allow",
             json_request(contract, operation, {**base, name: value}),
-            422,
+            contract.invalid_request_status,
             ("body",),
+            name,
         )
 
     out = [
@@ -224,8 +234,9 @@ def _schema_violations(
             "ERR-OUT-OF-RANGE",
             f"field {name!r} set to {shown!r}, outside its schema's bounds",
             json_request(contract, operation, {**base, name: value}),
-            422,
+            contract.invalid_request_status,
             ("body",),
+            name,
         )
 
 

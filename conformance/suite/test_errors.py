@@ -21,6 +21,7 @@ from conformance.checks.errors import (
     check_no_leak,
     check_refused_before_stream,
     expect_allow,
+    expect_named_param,
     expect_status,
     expect_validation_error,
 )
@@ -68,7 +69,13 @@ def _judge_status(judgement: Judgement, operation: Operation | None) -> None:
         if bad.requirement_id == "ERR-METHOD-405":
             documented = run.contract.methods_for(bad.request.url.split("?")[0])
             findings = expect_allow(bad.requirement_id, exchange, documented, bad.what)
-        elif bad.expected_status == 422:
+        elif bad.expected_status != run.contract.invalid_request_status:
+            findings = expect_status(bad.requirement_id, exchange, bad.expected_status, bad.what)
+        elif run.contract.invalid_request_field == "error.param":
+            findings = expect_named_param(
+                bad.requirement_id, exchange, bad.expected_status, bad.field, bad.what
+            )
+        elif run.contract.invalid_request_field == "detail.loc":
             findings = expect_validation_error(
                 bad.requirement_id, exchange, bad.loc_prefix, bad.what
             )

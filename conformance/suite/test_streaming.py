@@ -181,7 +181,7 @@ def test_ids_constant(judgement: Judgement, operation: Operation | None) -> None
     _judge(judgement, operation)
 
 
-@requirement("STREAM-ROLE-FIRST", applies_to="streaming")
+@requirement("STREAM-ROLE-FIRST", applies_to="delta-streaming")
 def test_role_in_first_delta(judgement: Judgement, operation: Operation | None) -> None:
     """Each choice's first delta carries role 'assistant'."""
     _judge(judgement, operation)

@@ -403,3 +403,55 @@ def test_a_request_can_go_out_without_the_runs_key_yet_bounded_like_the_others()
     assert keyed.status == bare.status == 204
     assert [SECRET in str(request.headers) for request in received] == [True, False]
     assert run.liveness.answered == 2
+
+
+@pytest.mark.slow
+def test_the_openai_contract_is_chosen_shown_and_judged(json_target: str, tmp_path: Path) -> None:
+    status, output = run_suite(
+        "--target",
+        json_target,
+        "--contract",
+        "openai",
+        "--requirement",
+        "ERR-MALFORMED-JSON",
+        "--requirement",
+        "ERR-PATH-MODEL",
+        "--requirement",
+        "SEM-COMPLETION-TEXT",
+        "--report-dir",
+        str(tmp_path),
+    )
+    assert status == 1, output[-2000:]
+    found = results(tmp_path)
+    assert found["spec"]["contract"] == "openai"
+    assert found["spec"]["title"] == "OpenAI-compatible chat and completions API"
+    by_id = {r["id"]: r["outcome"] for r in found["requirements"]}
+    assert by_id == {
+        "ERR-MALFORMED-JSON": "fail",
+        "ERR-PATH-MODEL": "not-applicable",
+        "SEM-COMPLETION-TEXT": "not-applicable",
+    }
+    failure = next(c for c in found["cases"] if c["outcome"] == "fail")
+    assert "not 400" in failure["evidence"]["message"]
+    assert found["summary"]["must"]["not_applicable"] == 1
+    html = (tmp_path / "report.html").read_text()
+    assert "OpenAI-compatible conformance report" in html
+    assert "Not applicable under the OpenAI-compatible contract" in html
+    assert "not applicable: " in (tmp_path / "junit.xml").read_text()
+    assert "OpenAI-compatible conformance" in output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--contract", "gpt"), "--contract gpt: no such contract (use mimic or openai)"),
+        (("--contract", "openai", "--spec", "openai"), "give --contract or --spec, not both"),
+    ],
+)
+def test_contract_usage_errors(
+    json_target: str, tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    status, output = run_suite("--target", json_target, *args, "--report-dir", str(tmp_path))
+    assert status == 4
+    assert message in output

@@ -26,6 +26,7 @@ from conformance.results import (
 from conformance.sse import parse
 
 P, F, E, S = Outcome.PASS, Outcome.FAIL, Outcome.ERROR, Outcome.SKIP
+N = Outcome.NOT_APPLICABLE
 OP = "POST /v1/chat/completions"
 
 
@@ -39,7 +40,7 @@ def _case(requirement_id: str, outcome: Outcome, operation: str = OP) -> CaseRes
         operation,
         outcome,
         evidence=_evidence() if outcome in (F, E) else None,
-        reason="because" if outcome in (S, E) else None,
+        reason="because" if outcome in (S, E, N) else None,
     )
 
 
@@ -93,8 +94,10 @@ def test_requirement_level_from_string_and_validation() -> None:
 def test_case_results_must_explain_themselves() -> None:
     with pytest.raises(ValueError, match="failure must carry evidence"):
         CaseResult("A-B", OP, F)
-    with pytest.raises(ValueError, match="skip must give a reason"):
+    with pytest.raises(ValueError, match="skip case must give a reason"):
         CaseResult("A-B", OP, S)
+    with pytest.raises(ValueError, match="not-applicable case must give a reason"):
+        CaseResult("A-B", OP, N)
     with pytest.raises(ValueError, match="error must give a reason or evidence"):
         CaseResult("A-B", OP, E)
     with pytest.raises(ValueError, match="duration"):
@@ -114,6 +117,11 @@ def test_case_results_must_explain_themselves() -> None:
         ([P, E, F], F),
         ([F, S], F),
         ([S, P, P, E, P], E),
+        ([N], N),
+        ([N, N], N),
+        ([N, S], S),
+        ([N, P], P),
+        ([N, F], F),
     ],
 )
 def test_aggregate(outcomes: list[Outcome], expected: Outcome) -> None:
@@ -170,8 +178,8 @@ def test_summary_counts_and_percent() -> None:
     ]
     extra = Requirement("MUST-D", Level.MUST, "D.", "test")
     summary = _record([MUST_A, MUST_B, SHOULD_C, extra], cases).summary()
-    assert summary.cases == {P: 2, F: 1, E: 0, S: 1}
-    assert summary.requirements == {P: 1, F: 1, E: 0, S: 2}
+    assert summary.cases == {P: 2, F: 1, E: 0, S: 1, N: 0}
+    assert summary.requirements == {P: 1, F: 1, E: 0, S: 2, N: 0}
     assert (summary.must.passed, summary.must.failed, summary.must.skipped) == (1, 1, 1)
     assert summary.must.percent == 50.0
     assert summary.should.percent is None  # nothing judged
@@ -191,6 +199,21 @@ def test_verdict_text() -> None:
     )
     nothing = _record([MUST_A], [_case("MUST-A", S)])
     assert nothing.verdict().reason == "no MUST requirement was checked (1 requirement skipped)."
+
+
+def test_not_applicable_is_counted_apart_and_left_out_of_the_percent() -> None:
+    cases = [_case("MUST-A", P), _case("MUST-B", N), _case("SHOULD-C", N)]
+    record = _record([MUST_A, MUST_B, SHOULD_C], cases)
+    summary = record.summary()
+    assert (summary.must.passed, summary.must.not_applicable, summary.must.skipped) == (1, 1, 0)
+    assert summary.must.percent == 100.0
+    assert summary.to_dict()["must"]["not_applicable"] == 1
+    assert str(record.verdict()) == (
+        "CONFORMANT: all 1 checked MUST requirement passed (2 not applicable)."
+    )
+    reasons = {r.requirement.id: r.not_applicable_reasons for r in record.requirement_results()}
+    assert reasons["MUST-B"] == ["because"]
+    assert record.exit_status() == 0
 
 
 def test_skip_reasons() -> None:
@@ -388,7 +411,7 @@ def _records(draw: st.DrawFn) -> RunRecord:
                 draw(_operations),
                 outcome,
                 evidence=evidence,
-                reason=draw(_text.map(lambda t: t + "!")) if outcome in (S, E) else None,
+                reason=draw(_text.map(lambda t: t + "!")) if outcome in (S, E, N) else None,
                 duration=draw(st.floats(0, 100, allow_nan=False)),
                 measurements=draw(
                     st.none()

@@ -100,6 +100,12 @@ def test_keys_from_the_file_and_from_named_variables(tmp_path: Path) -> None:
     assert "plain" not in repr(config)  # keys never show in logs of the config
 
 
+def test_the_contract_served_is_chosen_in_the_file(tmp_path: Path) -> None:
+    assert Config.load(env={}).server.contract == "mimic"
+    path = write(tmp_path, "[server]\ncontract = 'openai'\n")
+    assert Config.load(path, env={}).server.contract == "openai"
+
+
 def test_command_line_values_win() -> None:
     config = Config.load(env={"MIMIC_PORT": "9002"}).with_server(port=9003, host="::1")
     assert (config.server.host, config.server.port) == ("::1", 9003)
@@ -114,6 +120,7 @@ def test_command_line_values_win() -> None:
         ("[server]\nmax_waiting = true\n", "must be an integer"),
         ("[server]\nrequest_timeout = 0\n", "positive number of seconds"),
         ("[server]\nprot = 1\n", "unknown key(s) prot"),
+        ("[server]\ncontract = 'gpt'\n", "server.contract: must be one of mimic, openai"),
         ("[models.asha]\ncontext = 1\n", "unknown key(s) context"),
         ("[models.asha]\ncontext_size = 4\n", "context_size: must be >= 16"),
         ("[models.asha]\nthreads = 0\n", "threads: must be >= 1"),
