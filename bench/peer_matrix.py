@@ -46,6 +46,8 @@ DEFAULT_VERSION = "0.3.36"
 
 MODEL_ALIAS = "mythomax"
 THREADS = "2"
+API_KEY = "sk-peer-matrix"
+"""The one key every server is started with, so that the AUTH rules are judged too."""
 _SHOWN = {"pass": "pass", "fail": "**FAIL**", "error": "error", "skip": "skip"}
 
 
@@ -57,6 +59,7 @@ class Peer:
     command: tuple[str, ...]
     contract: str
     ready_path: str = "/v1/models"
+    env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -151,19 +154,23 @@ def peers(work: Path, version: str, model: Path, wanted: Sequence[str] | None) -
         ("reference (OpenAI mode)", "openai", ("--contract", "openai")),
     ):
         if chosen(name):
-            found.append(Peer(name, (*reference, *extra), contract, "/health"))
+            keys = (("MIMIC_API_KEYS", API_KEY),)
+            found.append(Peer(name, (*reference, *extra), contract, "/health", keys))
     name = f"llama-cpp-python {version} server"
     if chosen(name):
         python = install_llama_cpp_python(work, version)
         command = (
             str(python), "-m", "llama_cpp.server", "--model", str(model),
-            "--n_threads", THREADS, "--model_alias", MODEL_ALIAS,
+            "--n_threads", THREADS, "--model_alias", MODEL_ALIAS, "--api_key", API_KEY,
         )  # fmt: skip
         found.append(Peer(name, command, "openai"))
     name = f"llama-server (llama.cpp vendored in {version})"
     if chosen(name):
         binary = build_llama_server(work, version)
-        command = (str(binary), "-m", str(model), "-t", THREADS, "--alias", MODEL_ALIAS)
+        command = (
+            str(binary), "-m", str(model), "-t", THREADS, "--alias", MODEL_ALIAS,
+            "--api-key", API_KEY,
+        )  # fmt: skip
         found.append(Peer(name, command, "openai"))
     return found
 
@@ -176,7 +183,16 @@ def serving(peer: Peer, work: Path) -> Iterator[str]:
     command = [*peer.command, "--host", LOCALHOST, "--port", str(port)]
     log = work / "logs" / f"{peer.name.split()[0]}-{peer.contract}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    with running(command, base_url, log_path=log, timeout=300, paths=(peer.ready_path,)):
+    env = {**os.environ, **dict(peer.env)}
+    with running(
+        command,
+        base_url,
+        log_path=log,
+        env=env,
+        timeout=300,
+        paths=(peer.ready_path,),
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    ):
         yield base_url
 
 
@@ -190,7 +206,7 @@ def judge(peer: Peer, work: Path, seed: str, profile: str) -> Run:
             [
                 sys.executable, "-m", "conformance", "--target", base_url,
                 "--contract", peer.contract, "--seed", seed, "--profile", profile,
-                "--report-dir", str(report_dir), "-q",
+                "--report-dir", str(report_dir), "--api-key", API_KEY, "-q",
             ],
             check=False,
             stdout=subprocess.DEVNULL,

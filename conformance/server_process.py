@@ -146,6 +146,7 @@ def running(
     timeout: float,
     env: Mapping[str, str] | None = None,
     paths: Sequence[str] = ("/health",),
+    headers: Mapping[str, str] | None = None,
     interval: float = 0.2,
     grace: float = 15.0,
 ) -> Iterator[subprocess.Popen[bytes]]:
@@ -156,7 +157,9 @@ def running(
     """
     process = launch(command, log_path=log_path, env=env)
     try:
-        wait_until_ready(process, base_url, timeout=timeout, paths=paths, interval=interval)
+        wait_until_ready(
+            process, base_url, timeout=timeout, paths=paths, headers=headers, interval=interval
+        )
         yield process
     finally:
         stop(process, grace=grace)

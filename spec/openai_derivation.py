@@ -67,6 +67,10 @@ _BULLETS: dict[str, str | None] = {
 - **Request bodies.** A body larger than 4 MiB (the reference's default `max_body_bytes`), or
   with a `Content-Type` other than JSON (`application/json` or any `*/*+json`, or none at all),
   is a `400`.""",
+    "Authentication": """\
+- **Authentication** is off by default. A server that is given keys requires one on every
+  request, as `Authorization: Bearer <key>` (OpenAI's one scheme); no key or an unknown one is a
+  `401`, a known key not allowed the model a `403`.""",
     "Official clients.": """\
 - **Official clients.** Answers, their streams, model lists and errors are shaped so that
   OpenAI's official client libraries read them as they read OpenAI's: a chat answer is valid as
@@ -236,6 +240,9 @@ def derive(mimic: Mapping[str, Any]) -> dict[str, Any]:
                 )
     components = document["components"]
     components.pop("parameters", None)
+    schemes = components["securitySchemes"]
+    components["securitySchemes"] = {"bearerAuth": schemes["bearerAuth"]}
+    document["security"] = [{}, {"bearerAuth": []}]
     responses = components["responses"]
     responses.pop("ValidationError")
     for name, response in list(responses.items()):

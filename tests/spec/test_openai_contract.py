@@ -88,3 +88,8 @@ def test_the_mimic_contract_names_itself() -> None:
     contract = spec.contract()
     assert (contract.name, contract.invalid_request_status) == ("mimic", 422)
     assert contract.not_applicable == {}
+
+
+def test_keys_only_as_bearer(document: dict[str, Any]) -> None:
+    assert list(document["components"]["securitySchemes"]) == ["bearerAuth"]
+    assert document["security"] == [{}, {"bearerAuth": []}]
