@@ -21,6 +21,7 @@ from conformance.report import render_junit, render_markdown
 from conformance.report._html import render_html
 from conformance.requirements import REQUIREMENTS
 from conformance.results import CaseResult, Evidence, Level, Outcome, Requirement, RunRecord
+from tests.conformance._records import run_record
 
 IDS = {r.id for r in REQUIREMENTS}
 CHAT, COMPLETIONS = "POST /v1/chat/completions", "POST /v1/completions"
@@ -36,18 +37,10 @@ def case(requirement: Requirement, operation: str, outcome: Outcome) -> CaseResu
 
 
 def record(cases: list[CaseResult], known: tuple[KnownFailure, ...] | None) -> RunRecord:
-    return RunRecord(
-        target="http://127.0.0.1:8000",
-        spec_title="Mimic API",
-        spec_version="1.0.0",
-        spec_sha256="ab" * 32,
-        kit_version="0.1.0",
-        seed=7,
-        started_at="2026-01-01T00:00:00.000Z",
-        finished_at="2026-01-01T00:00:01.000Z",
+    return run_record(
+        [MUST_A, MUST_B, SHOULD],
+        cases,
         options={"baseline": "known.toml"} if known is not None else {},
-        requirements=[MUST_A, MUST_B, SHOULD],
-        cases=cases,
         known_failures=known,
     )
 

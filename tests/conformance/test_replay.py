@@ -9,6 +9,7 @@ import pytest
 from conformance._options import _cases
 from conformance.replay import failing_cases, replay_arguments
 from conformance.results import CaseResult, Evidence, Level, Outcome, Requirement, RunRecord
+from tests.conformance._records import run_record
 
 CHAT, COMPLETIONS = "POST /v1/chat/completions", "POST /v1/completions"
 A = Requirement("ERR-UNKNOWN-MODEL", Level.MUST, "A must.", "spec:#/info")
@@ -21,23 +22,13 @@ def record(options: dict[str, object]) -> RunRecord:
         reason = {Outcome.ERROR: "no answer", Outcome.SKIP: "not applicable"}.get(outcome)
         return CaseResult(requirement.id, operation, outcome, evidence, reason)
 
-    return RunRecord(
-        target="http://127.0.0.1:8000",
-        spec_title="Mimic API",
-        spec_version="1.0.0",
-        spec_sha256="ab" * 32,
-        kit_version="0.1.0",
-        seed=42,
-        started_at="2026-01-01T00:00:00.000Z",
-        options=options,
-        requirements=[A, B],
-        cases=[
-            case(A, CHAT, Outcome.FAIL),
-            case(A, COMPLETIONS, Outcome.PASS),
-            case(B, COMPLETIONS, Outcome.ERROR),
-            case(B, CHAT, Outcome.SKIP),
-        ],
-    )
+    cases = [
+        case(A, CHAT, Outcome.FAIL),
+        case(A, COMPLETIONS, Outcome.PASS),
+        case(B, COMPLETIONS, Outcome.ERROR),
+        case(B, CHAT, Outcome.SKIP),
+    ]
+    return run_record([A, B], cases, seed=42, finished_at=None, options=options)
 
 
 def test_the_failing_cases_are_the_failed_and_errored_pairs() -> None:

@@ -24,6 +24,7 @@ from conformance.results import (
     utc_now,
 )
 from conformance.sse import parse
+from tests.conformance._records import run_record
 
 P, F, E, S = Outcome.PASS, Outcome.FAIL, Outcome.ERROR, Outcome.SKIP
 N = Outcome.NOT_APPLICABLE
@@ -45,19 +46,7 @@ def _case(requirement_id: str, outcome: Outcome, operation: str = OP) -> CaseRes
 
 
 def _record(requirements: list[Requirement], cases: list[CaseResult], **options: Any) -> RunRecord:
-    return RunRecord(
-        target="http://127.0.0.1:8000",
-        spec_title="Mimic API",
-        spec_version="1.0.0",
-        spec_sha256="ab" * 32,
-        kit_version="0.1.0",
-        seed=7,
-        started_at="2026-01-01T00:00:00.000Z",
-        finished_at="2026-01-01T00:00:01.000Z",
-        options=options,
-        requirements=requirements,
-        cases=cases,
-    )
+    return run_record(requirements, cases, options=options)
 
 
 MUST_A = Requirement("MUST-A", Level.MUST, "A holds.", "test")

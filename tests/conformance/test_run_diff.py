@@ -12,6 +12,7 @@ from conformance.cli import USAGE
 from conformance.cli import main as cli_main
 from conformance.results import CaseResult, Evidence, Level, Outcome, Requirement, RunRecord
 from conformance.run_diff import PairChange, RunDiff, diff_records, main, render_diff
+from tests.conformance._records import run_record
 
 P, F, E, S = Outcome.PASS, Outcome.FAIL, Outcome.ERROR, Outcome.SKIP
 CHAT = "POST /v1/chat/completions"
@@ -44,21 +45,7 @@ def _case(
 
 def _record(cases: list[CaseResult], target: str = TARGET, **fields: Any) -> RunRecord:
     ids = dict.fromkeys(case.requirement_id for case in cases)
-    defaults: dict[str, Any] = {
-        "spec_title": "Mimic API",
-        "spec_version": "1.0.0",
-        "spec_sha256": "ab" * 32,
-        "kit_version": "0.1.0",
-        "seed": 7,
-        "started_at": "2026-01-01T00:00:00.000Z",
-        "finished_at": "2026-01-01T00:00:01.000Z",
-    }
-    return RunRecord(
-        target=target,
-        requirements=[REQUIREMENTS[rid] for rid in ids],
-        cases=cases,
-        **(defaults | fields),
-    )
+    return run_record([REQUIREMENTS[rid] for rid in ids], cases, target=target, **fields)
 
 
 def _pairs(
