@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--after", type=int, default=50, help="requests answered before dying")
     parser.add_argument("--signal", default=None, help="die by this signal (ILL, SEGV, ...)")
+    # Started in the reference server's place, it is given the reference's options too.
+    parser.add_argument("--contract", default=None, help="ignored (the reference's option)")
     args = parser.parse_args(argv)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a signal death must not dump core
     death = signal.Signals["SIG" + args.signal.upper()] if args.signal else None
