@@ -117,53 +117,35 @@ class Judgement:
         duration = time.monotonic() - self._started
         level = requirement(self.requirement_id).level
         tag = f"{self.requirement_id} [{level}] on {self.operation}:"
+        evidence: Evidence | None = None
+        reason: str | None = None
         if outcome is Outcome.FAIL:
             assert self.failure is not None
+            evidence = self.failure
             if self.failures > 1:
-                self.failure.extra["failing_samples"] = self.failures
-                self.failure.extra["passing_samples"] = self.passes
-            self.run.record(
-                self.requirement_id,
-                self.operation,
-                outcome,
-                evidence=self.failure,
-                duration=duration,
-                measurements=self.measurements,
-            )
+                evidence.extra["failing_samples"] = self.failures
+                evidence.extra["passing_samples"] = self.passes
             note = "" if level is Level.MUST else " (SHOULD: gates only with --gate-should)"
-            curl = f"\nreproduce with: {self.failure.curl}" if self.failure.curl else ""
-            return outcome, f"{tag} {self.failure.message}{note}{curl}"
-        if outcome is Outcome.ERROR:
-            reason = self.error_reason or "error"
-            self.run.record(
-                self.requirement_id,
-                self.operation,
-                outcome,
-                evidence=self.error,
-                reason=reason,
-                duration=duration,
-                measurements=self.measurements,
-            )
-            return outcome, f"{tag} ERROR: {reason}"
-        if outcome is Outcome.SKIP:
+            curl = f"\nreproduce with: {evidence.curl}" if evidence.curl else ""
+            message = f"{tag} {evidence.message}{note}{curl}"
+        elif outcome is Outcome.ERROR:
+            evidence, reason = self.error, self.error_reason or "error"
+            message = f"{tag} ERROR: {reason}"
+        elif outcome is Outcome.SKIP:
             reason = "; ".join(self.skips) or "no sample applied"
-            self.run.record(
-                self.requirement_id,
-                self.operation,
-                outcome,
-                reason=reason,
-                duration=duration,
-                measurements=self.measurements,
-            )
-            return outcome, f"{tag} {reason}"
+            message = f"{tag} {reason}"
+        else:
+            message = f"{tag} pass"
         self.run.record(
             self.requirement_id,
             self.operation,
             outcome,
+            evidence=evidence,
+            reason=reason,
             duration=duration,
             measurements=self.measurements,
         )
-        return outcome, f"{tag} pass"
+        return outcome, message
 
     def conclude(self) -> None:
         """Record the case, then end the pytest item with the matching outcome."""

@@ -54,14 +54,9 @@ def usage_chunk() -> dict[str, Any]:
     }
 
 
-ERROR_EVENT = {
-    "error": "UNKNOWN",
-    "message": "the model failed to generate",
-    "type": "server_error",
-    "code": "",
-    "errorCode": 500,
-    "param": None,
-}
+ERROR_EVENT = dict(
+    spec.contract().resolve("/components/responses/InternalError/content/application~1json/example")
+)
 
 
 def good_chunks(include_usage: bool) -> list[dict[str, Any]]:
@@ -251,14 +246,7 @@ def test_a_stream_that_stalled_fails_ends_saying_so() -> None:
 
 
 def test_an_error_event_after_200_is_allowed() -> None:
-    error = {
-        "error": "UNKNOWN",
-        "message": "boom",
-        "type": "server_error",
-        "code": "",
-        "errorCode": 500,
-        "param": None,
-    }
+    error = {**ERROR_EVENT, "message": "boom"}
     assert failing(observe([chunk(role=True), error, "[DONE]"])) == set()
 
 

@@ -15,9 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import spec
 from tests.conformance.broken.proxy import Fault, ProxyRequest, ProxyResponse, data_events
 
 DONE = "[DONE]"
+
+_INTERNAL_ERROR: dict[str, Any] = dict(
+    spec.contract().resolve("/components/responses/InternalError/content/application~1json/example")
+)
+"""The spec's 500 body, as a failing server sends it (and as the one error event of a stream)."""
 
 
 @dataclass(frozen=True)
@@ -123,14 +129,7 @@ def _event_after_done(request: ProxyRequest, datas: list[str]) -> list[str]:
 
 def _server_error(request: ProxyRequest, response: ProxyResponse) -> ProxyResponse:
     if request.method == "POST" and 200 <= response.status < 300:
-        body = {
-            "error": "UNKNOWN",
-            "message": "injected fault",
-            "type": "server_error",
-            "code": "",
-            "errorCode": 500,
-            "param": None,
-        }
+        body = {**_INTERNAL_ERROR, "message": "injected fault"}
         return ProxyResponse(
             500, (("content-type", "application/json"),), json.dumps(body).encode()
         )
@@ -739,17 +738,9 @@ def _usage_key_absent(number: int, chunk: dict[str, Any]) -> dict[str, Any]:
 
 def _error_then_chunks(request: ProxyRequest, datas: list[str]) -> list[str]:
     """Fail after the first chunk with the 500 error event, then go on sending chunks."""
-    error = {
-        "error": "UNKNOWN",
-        "message": "the model failed to generate",
-        "type": "server_error",
-        "code": "",
-        "errorCode": 500,
-        "param": None,
-    }
     if len(datas) < 3:
         return data_events(datas)
-    return data_events([datas[0], json.dumps(error), *datas[1:]])
+    return data_events([datas[0], json.dumps(_INTERNAL_ERROR), *datas[1:]])
 
 
 def _tokens_split_in_two(request: ProxyRequest, datas: list[str]) -> list[str]:
