@@ -27,7 +27,7 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,24 +47,38 @@ MESSAGES = [{"role": "user", "content": "Write a long story about a lighthouse k
 
 
 class PacedEngine:
-    """The real engine for everything but `generate`, which yields a piece every ``interval`` s."""
+    """The real engine for everything but generating: a step gives a piece every ``interval`` s."""
 
     def __init__(self, engine: LlamaEngine, interval: float) -> None:
         self._engine = engine
         self._interval = interval
+        self._running: list[list[Any]] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._engine, name)
 
-    def generate(
-        self, prompt_tokens: Sequence[int], params: SamplingParams, cancel: threading.Event
-    ) -> Iterator[Piece | Finish]:
-        for _ in range(params.max_tokens):
+    def submit(
+        self, prompt_tokens: Sequence[int], params: SamplingParams, cancel: Any, outlet: Any
+    ) -> None:
+        self._running.append([params.max_tokens, params.max_tokens, cancel, outlet])
+
+    def step(self) -> bool:
+        time.sleep(self._interval)  # stands for a decode: the stepping thread holds no GIL
+        for generation in list(self._running):
+            left, total, cancel, outlet = generation
             if cancel.is_set():
-                return
-            time.sleep(self._interval)  # stands for a decode: the worker holds no GIL
-            yield Piece(" word", 1)
-        yield Finish("length", params.max_tokens)
+                self._running.remove(generation)
+                outlet.close()
+                continue
+            generation[0] = left - 1
+            items: list[Piece | Finish] = [Piece(" word", 1)]
+            if left == 1:
+                items.append(Finish("length", total))
+            outlet.put(items)
+            if left == 1:
+                self._running.remove(generation)
+                outlet.close()
+        return bool(self._running)
 
 
 async def stream_once(app: Any, events: int) -> tuple[int, float]:

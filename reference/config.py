@@ -20,9 +20,12 @@ from typing import Any
 
 import spec
 
-__all__ = ["APIKey", "Config", "ConfigError", "ModelConfig", "ServerConfig"]
+__all__ = ["MAX_PARALLEL", "APIKey", "Config", "ConfigError", "ModelConfig", "ServerConfig"]
 
 _DEFAULT_TOML = "default.toml"
+
+MAX_PARALLEL = 256
+"""The most sequences llama.cpp decodes together (``llama_max_parallel_sequences``)."""
 
 
 class ConfigError(ValueError):
@@ -36,7 +39,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     max_waiting: int = 8
-    """Requests that may wait for a busy model; one more is answered 429."""
+    """Requests that may wait while a model serves its ``parallel``; one more is answered 429."""
     request_timeout: float | None = None
     """Seconds a request may wait for its turn before it is answered 429; None waits."""
     max_body_bytes: int = 4 * 1024 * 1024
@@ -61,6 +64,13 @@ class ModelConfig:
     path: Path | None = None
     """The GGUF file; None is the installed default model."""
     context_size: int = 2048
+    """Tokens each sequence may hold, prompt and completion together."""
+    parallel: int = 4
+    """Sequences decoded together (requests served at once; a request's ``n`` choices count).
+
+    Each holds ``context_size`` tokens of KV cache of its own (47 MB for SmolLM2 at 2,048), so
+    the model's memory grows with ``parallel x context_size``. 1 decodes one at a time.
+    """
     threads: int | None = None
     """llama.cpp threads; None: one per physical core the process may use (`host_cpus`)."""
     chat_format: str | None = None
@@ -85,11 +95,12 @@ class ModelConfig:
 
         return default_model_path()
 
-    def engine_key(self) -> tuple[str, int, int | None, str | None, bool]:
+    def engine_key(self) -> tuple[str, int, int, int | None, str | None, bool]:
         """Names with equal keys share one loaded engine."""
         return (
             str(self.model_path()),
             self.context_size,
+            self.parallel,
             self.threads,
             self.chat_format,
             self.extra_buffer_types,
@@ -316,7 +327,7 @@ class _Reader:
         if not name or any(c.isspace() for c in name):
             raise self.fail(where, "a model name must be non-empty and without spaces")
         allowed = frozenset(
-            {"path", "context_size", "threads", "chat_format", "extra_buffer_types"}
+            {"path", "context_size", "parallel", "threads", "chat_format", "extra_buffer_types"}
         )
         table = self.table(raw, where, allowed)
         values: dict[str, Any] = {"name": name}
@@ -328,6 +339,10 @@ class _Reader:
         if "context_size" in table:
             values["context_size"] = self.integer(
                 table["context_size"], f"{where} context_size", minimum=16
+            )
+        if "parallel" in table:
+            values["parallel"] = self.integer(
+                table["parallel"], f"{where} parallel", minimum=1, maximum=MAX_PARALLEL
             )
         if "threads" in table:
             values["threads"] = self.integer(table["threads"], f"{where} threads", minimum=1)

@@ -8,10 +8,10 @@ themselves are built by `reference.shaping`; the `Plan` comes from `reference.pl
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack, aclosing
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import falcon.asgi
 
@@ -25,6 +25,8 @@ from reference.tool_calls import Emit
 
 __all__ = ["serve"]
 
+_T = TypeVar("_T")
+
 
 def _builder(plan: Plan) -> ResponseBuilder:
     """The builder of the plan's response objects."""
@@ -33,41 +35,66 @@ def _builder(plan: Plan) -> ResponseBuilder:
     )
 
 
+class _PromptEchoes:
+    """Each prompt's own logprobs: evaluated by the first choice that asks, shared with the rest.
+
+    A request's choices run side by side, so the others wait for the first one's, rather than
+    each evaluating the prompt once more.
+    """
+
+    def __init__(self) -> None:
+        self._shared: dict[tuple[int, ...], asyncio.Future[PromptLogprobs]] = {}
+
+    def claim(self, prompt: Prompt) -> tuple[bool, asyncio.Future[PromptLogprobs]]:
+        """Whether the caller is the one to evaluate them, and where they will be."""
+        shared = self._shared.get(prompt.tokens)
+        if shared is not None:
+            return False, shared
+        shared = self._shared[prompt.tokens] = asyncio.get_running_loop().create_future()
+        return True, shared
+
+
 async def _choice_emits(
-    plan: Plan,
-    slot: Slot,
-    prompt: Prompt,
-    params: SamplingParams,
-    echoed: dict[tuple[int, ...], PromptLogprobs],
+    plan: Plan, slot: Slot, prompt: Prompt, params: SamplingParams, echoes: _PromptEchoes
 ) -> AsyncIterator[Echo | Emit | End]:
     """One choice's echo (if asked for), deltas as its text is generated, then its `End`.
 
-    The prompt's logprobs, when asked for, come from the model before its first piece; they
-    are kept in ``echoed``, so that the request's other choices of the prompt reuse them.
+    The prompt's logprobs, when asked for, come from the model before its first piece, once
+    per prompt (`_PromptEchoes`).
     """
     shaper = plan.shaper()
-    known = echoed.get(prompt.tokens)
-    if params.prompt_logprobs is not None and known is not None:
-        params = replace(params, prompt_logprobs=None)
+    known: PromptLogprobs | None = None
+    evaluates, shared = False, None
+    if params.prompt_logprobs is not None:
+        evaluates, shared = echoes.claim(prompt)
+        if not evaluates:
+            known = await asyncio.shield(shared)
+            params = replace(params, prompt_logprobs=None)
     if params.prompt_logprobs is None:
         if plan.echo and prompt.text:
             yield Echo(prompt.text, known)
         for emit in shaper.start():
             yield emit
     finish: Finish | None = None
-    async with aclosing(slot.generate(prompt.tokens, params)) as items:
-        async for item in items:
-            if item.__class__ is Piece:
-                for emit in shaper.feed(item.text, item.logprobs):
-                    yield emit
-            elif item.__class__ is PromptLogprobs:
-                echoed[prompt.tokens] = item
-                if prompt.text:
-                    yield Echo(prompt.text, item)
-                for emit in shaper.start():
-                    yield emit
-            else:
-                finish = item
+    try:
+        async with aclosing(slot.generate(prompt.tokens, params)) as items:
+            async for item in items:
+                if item.__class__ is Piece:
+                    for emit in shaper.feed(item.text, item.logprobs):
+                        yield emit
+                elif item.__class__ is PromptLogprobs:
+                    if shared is not None:
+                        shared.set_result(item)
+                    if prompt.text:
+                        yield Echo(prompt.text, item)
+                    for emit in shaper.start():
+                        yield emit
+                else:
+                    finish = item
+    finally:
+        if evaluates and shared is not None and not shared.done():
+            shared.set_exception(RuntimeError("the prompt's logprobs were not evaluated"))
+            shared.exception()  # retrieved: the choices waiting for it end with the error
     if finish is None:
         raise RuntimeError("the generation ended without a finish")
     tail, reason = shaper.finish(finish.reason)
@@ -76,32 +103,102 @@ async def _choice_emits(
     yield End(reason, finish.completion_tokens)
 
 
+async def _together(coroutines: list[Coroutine[Any, Any, _T]]) -> list[_T]:
+    """Run ``coroutines`` side by side; the first error cancels the rest and is raised."""
+    if len(coroutines) == 1:
+        return [await coroutines[0]]
+    tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
+    try:
+        return await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _merged(sources: list[AsyncIterator[_T]]) -> AsyncIterator[_T]:
+    """The items of ``sources`` run side by side, each source's in order, as they come.
+
+    The first error of a source cancels the others and is raised; so does closing the merge.
+    """
+    if len(sources) == 1:
+        async with aclosing(sources[0]) as only:  # type: ignore[type-var]
+            async for item in only:
+                yield item
+        return
+    arrived: asyncio.Queue[Any] = asyncio.Queue()
+    ended = object()
+
+    async def pump(source: AsyncIterator[_T]) -> None:
+        try:
+            async with aclosing(source):  # type: ignore[type-var]
+                async for item in source:
+                    arrived.put_nowait(item)
+        except Exception as error:
+            arrived.put_nowait(_Failed(error))
+        finally:
+            arrived.put_nowait(ended)
+
+    tasks = [asyncio.ensure_future(pump(source)) for source in sources]
+    try:
+        remaining = len(tasks)
+        while remaining:
+            item = await arrived.get()
+            if item is ended:
+                remaining -= 1
+            elif item.__class__ is _Failed:
+                raise item.error
+            else:
+                yield item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _Failed:
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
 async def _complete(plan: Plan, slot: Slot) -> dict[str, Any]:
-    """Generate every choice and return the `chat.completion` object.
+    """Generate every choice, side by side, and return the `chat.completion` object.
 
     With `best_of > n`, each prompt's `best_of` candidates are generated and the `n` with the
     highest mean token logprob are returned, best first; usage counts every candidate.
     """
     builder = _builder(plan)
-    echoed: dict[tuple[int, ...], PromptLogprobs] = {}
+    echoes = _PromptEchoes()
+
+    async def candidate(prompt: Prompt, j: int) -> tuple[list[Emit], Echo | None, End]:
+        emits: list[Emit] = []
+        echo: Echo | None = None
+        end: End | None = None
+        params = plan.params_for(j)
+        async with aclosing(_choice_emits(plan, slot, prompt, params, echoes)) as items:
+            async for item in items:
+                if isinstance(item, Emit):
+                    emits.append(item)
+                elif isinstance(item, Echo):
+                    echo = item
+                    emits.append(Emit({"content": item.text}))
+                else:
+                    end = item
+        assert end is not None
+        return emits, echo, end
+
+    generated = iter(
+        await _together(
+            [candidate(prompt, j) for prompt in plan.prompts for j in range(plan.candidates)]
+        )
+    )
     choices = []
-    for p, prompt in enumerate(plan.prompts):
+    for p in range(len(plan.prompts)):
         candidates: list[tuple[float, dict[str, Any]]] = []
-        for j in range(plan.candidates):
-            emits: list[Emit] = []
-            echo: Echo | None = None
-            end: End | None = None
-            params = plan.params_for(j)
-            async with aclosing(_choice_emits(plan, slot, prompt, params, echoed)) as items:
-                async for item in items:
-                    if isinstance(item, Emit):
-                        emits.append(item)
-                    elif isinstance(item, Echo):
-                        echo = item
-                        emits.append(Emit({"content": item.text}))
-                    else:
-                        end = item
-            assert end is not None
+        for _ in range(plan.candidates):
+            emits, echo, end = next(generated)
             builder.completion_tokens += end.completion_tokens
             candidates.append(builder.choice(emits, end.reason, echo))
         for k, choice in enumerate(best_choices(candidates, plan.n)):
@@ -110,40 +207,58 @@ async def _complete(plan: Plan, slot: Slot) -> dict[str, Any]:
     return builder.completion(choices)
 
 
-async def _chunks(plan: Plan, slot: Slot) -> AsyncIterator[dict[str, Any]]:
-    """The stream's chunks: per choice a role chunk, delta chunks, a finish chunk.
+async def _choice_chunks(
+    plan: Plan,
+    slot: Slot,
+    builder: ResponseBuilder,
+    echoes: _PromptEchoes,
+    choice: tuple[int, Prompt, SamplingParams],
+) -> AsyncIterator[dict[str, Any]]:
+    """One choice's chunks: a role chunk, delta chunks, a finish chunk.
 
     The finish chunk's delta is `{"content": ""}`, or `{}` after tool call deltas.
     """
-    builder = _builder(plan)
-    echoed: dict[tuple[int, ...], PromptLogprobs] = {}
+    index, prompt, params = choice
     calls_only = plan.kind == "chat" and plan.tools.mode in ("forced", "required")
-    for index, prompt, params in plan.choices():
-        yield builder.chunk(index, {"role": "assistant", "content": None if calls_only else ""})
-        offset = 0
-        called = False
-        end: End | None = None
-        async with aclosing(_choice_emits(plan, slot, prompt, params, echoed)) as items:
-            async for item in items:
-                if isinstance(item, Echo):
-                    logprobs = builder.logprobs((), offset)
-                    if logprobs is not None:
-                        logprobs = joined_logprobs(item.legacy_logprobs(), logprobs)
-                    offset += len(item.text)
-                    yield builder.chunk(index, {"content": item.text}, logprobs=logprobs)
-                elif isinstance(item, Emit):
-                    delta = item.delta
-                    if "content" in delta:
-                        logprobs = builder.logprobs(item.logprobs, offset)
-                        offset += len(delta["content"])
-                    else:
-                        logprobs, called = None, True
-                    yield builder.chunk(index, delta, logprobs=logprobs)
+    yield builder.chunk(index, {"role": "assistant", "content": None if calls_only else ""})
+    offset = 0
+    called = False
+    end: End | None = None
+    async with aclosing(_choice_emits(plan, slot, prompt, params, echoes)) as items:
+        async for item in items:
+            if isinstance(item, Echo):
+                logprobs = builder.logprobs((), offset)
+                if logprobs is not None:
+                    logprobs = joined_logprobs(item.legacy_logprobs(), logprobs)
+                offset += len(item.text)
+                yield builder.chunk(index, {"content": item.text}, logprobs=logprobs)
+            elif isinstance(item, Emit):
+                delta = item.delta
+                if "content" in delta:
+                    logprobs = builder.logprobs(item.logprobs, offset)
+                    offset += len(delta["content"])
                 else:
-                    end = item
-        assert end is not None
-        builder.completion_tokens += end.completion_tokens
-        yield builder.chunk(index, {} if called else {"content": ""}, finish_reason=end.reason)
+                    logprobs, called = None, True
+                yield builder.chunk(index, delta, logprobs=logprobs)
+            else:
+                end = item
+    assert end is not None
+    builder.completion_tokens += end.completion_tokens
+    yield builder.chunk(index, {} if called else {"content": ""}, finish_reason=end.reason)
+
+
+async def _chunks(plan: Plan, slot: Slot) -> AsyncIterator[dict[str, Any]]:
+    """The stream's chunks: every choice's, side by side as they come, then the usage chunk.
+
+    Each choice's own chunks keep their order (role first, finish last); chunks of different
+    choices interleave, told apart by their `index`.
+    """
+    builder = _builder(plan)
+    echoes = _PromptEchoes()
+    choices = [_choice_chunks(plan, slot, builder, echoes, choice) for choice in plan.choices()]
+    async with aclosing(_merged(choices)) as chunks:
+        async for chunk in chunks:
+            yield chunk
     if plan.include_usage:
         yield builder.usage_chunk()
 

@@ -171,6 +171,7 @@ class ModelPool:
                         load_engine,
                         first.model_path(),
                         context_size=first.context_size,
+                        parallel=first.parallel,
                         threads=first.threads,
                         chat_format=first.chat_format,
                         extra_buffer_types=first.extra_buffer_types,

@@ -7,14 +7,14 @@ wheel built with ``-march=native`` on one host and reused from pip's cache on an
 under the first real request, that is a server gone without a word.
 
 So before the server opens its port, `prove` runs every decode shape the server uses
-(`SHAPES`: one sequence, the prompt's batched chunks, every choice of a request the way ``n``
-and ``best_of`` generate them, logprobs of sampled and of prompt tokens, a grammar, every
-sampler setting) in a child process on each configured model's settings. A child that dies,
-hangs or fails becomes an `EngineCannotRun` whose message names the shape, the signal and
-what to change; ``mimic-reference`` prints it and exits with status 4. Once the child has
-passed, the server loads the model itself and runs the same shapes again in-process
-(`exercise`) before ``GET /health`` answers ok: the process that will serve has run every
-shape once.
+(`SHAPES`: one sequence, the prompt's batched chunks, several sequences decoded together the
+way concurrent requests and the choices of ``n`` and ``best_of`` are, logprobs of sampled and
+of prompt tokens, a grammar, every sampler setting) in a child process on each configured
+model's settings. A child that dies, hangs or fails becomes an `EngineCannotRun` whose
+message names the shape, the signal and what to change; ``mimic-reference`` prints it and
+exits with status 4. Once the child has passed, the server loads the model itself and runs
+the same shapes again in-process (`exercise`) before ``GET /health`` answers ok: the process
+that will serve has run every shape once.
 
     python -m reference.preflight '{"path": "model.gguf", "context_size": 2048, ...}'
 
@@ -83,11 +83,36 @@ def _long_prompt(engine: Any) -> None:
     _run(engine, _prompt(engine, 24), max_tokens=2, temperature=0.0)
 
 
-def _several_choices(engine: Any) -> None:
-    # `n` and `best_of` generate one candidate per seed, ranked by their tokens' logprobs.
-    prompt = _prompt(engine, 2)
-    for seed in (1, 2, 3):
-        _run(engine, prompt, max_tokens=3, temperature=1.0, seed=seed, top_logprobs=0)
+class _Outcome:
+    """An outlet that keeps only how a generation ended."""
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+
+    def put(self, items: Any) -> None:
+        pass
+
+    def close(self, error: BaseException | None = None) -> None:
+        self.error = error
+
+
+def _several_sequences(engine: Any) -> None:
+    # Requests decoded together: the choices of one prompt (`n`, `best_of`) copy the stream
+    # that evaluated it, another prompt joins, and they end at different steps.
+    from reference.engine import SamplingParams
+
+    prompt, other = _prompt(engine, 2), _prompt(engine, 3)
+    outcomes = []
+    for index, tokens in enumerate((prompt, prompt, prompt, other)):
+        outcome = _Outcome()
+        params = SamplingParams(max_tokens=2 + index, temperature=1.0, seed=index, top_logprobs=0)
+        engine.submit(tokens, params, threading.Event(), outcome)
+        outcomes.append(outcome)
+    while engine.step():
+        pass
+    for outcome in outcomes:
+        if outcome.error is not None:
+            raise outcome.error
 
 
 def _logprobs(engine: Any) -> None:
@@ -118,7 +143,7 @@ def _samplers(engine: Any) -> None:
 SHAPES: tuple[tuple[str, Callable[[Any], None]], ...] = (
     ("one sequence", _one_sequence),
     ("long prompt (batched chunks)", _long_prompt),
-    ("several choices (n, best_of)", _several_choices),
+    ("several sequences together (n, best_of, concurrent requests)", _several_sequences),
     ("logprobs (sampled and prompt tokens)", _logprobs),
     ("grammar (json_schema)", _grammar),
     ("samplers (seed, top_p, penalties, logit_bias, stop)", _samplers),
@@ -136,6 +161,7 @@ def _settings(model: ModelConfig) -> dict[str, Any]:
     return {
         "path": str(model.model_path()),
         "context_size": model.context_size,
+        "parallel": model.parallel,
         "threads": model.threads,
         "chat_format": model.chat_format,
         "extra_buffer_types": model.extra_buffer_types,
@@ -239,6 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     engine = load_engine(
         Path(settings["path"]),
         context_size=settings["context_size"],
+        parallel=settings["parallel"],
         threads=settings["threads"],
         chat_format=settings["chat_format"],
         extra_buffer_types=settings["extra_buffer_types"],

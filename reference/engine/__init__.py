@@ -1,8 +1,9 @@
 """The reference server's inference engine: one small interface, llama.cpp behind it.
 
 `load_engine` loads a GGUF model and returns an `Engine`. The HTTP layer builds
-`SamplingParams` from a request, renders or tokenizes the prompt, and iterates
-`Engine.generate` (through `reference.scheduler`, which keeps it off the event loop).
+`SamplingParams` from a request, renders or tokenizes the prompt, and hands the generation to
+`reference.scheduler`, which submits it to the engine and steps the engine on the model's own
+thread (`Engine.submit`, `Engine.step`: every running generation of the model decoded together).
 
 The interface (`Engine`, `SamplingParams`, the error types) imports without llama-cpp-python;
 its one implementation (`load_engine`, `LlamaEngine`, `CHAT_FORMATS`) is imported, and with it

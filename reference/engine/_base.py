@@ -10,12 +10,15 @@ from types import MappingProxyType
 from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 __all__ = [
+    "CancelFlag",
     "ContextOverflow",
     "Engine",
     "EngineError",
     "Finish",
     "InvalidGrammar",
     "InvalidRequest",
+    "Item",
+    "Outlet",
     "Piece",
     "PromptLogprobs",
     "SamplingParams",
@@ -205,12 +208,44 @@ class Finish:
     completion_tokens: int
 
 
+#: What a generation yields: its prompt's logprobs if asked for, pieces, then one `Finish`.
+Item = PromptLogprobs | Piece | Finish
+
+
+class CancelFlag(Protocol):
+    """What the engine asks of a cancel flag (a ``threading.Event`` is one)."""
+
+    def is_set(self) -> bool:
+        """Whether the generation should stop."""
+        ...
+
+
+class Outlet(Protocol):
+    """Where a submitted generation's items go, on the thread that steps the engine.
+
+    ``put`` is called with each step's new items (in order), and ``close`` exactly once, when
+    the generation has left the engine: after its `Finish`, without one when it was
+    cancelled, or with the `EngineError` that ended it. Both must be quick and must not call
+    back into the engine.
+    """
+
+    def put(self, items: Sequence[Item]) -> None:
+        """Take the items a step produced."""
+        ...
+
+    def close(self, error: BaseException | None = None) -> None:
+        """The generation is over; ``error`` is why, if it failed."""
+        ...
+
+
 @runtime_checkable
 class Engine(Protocol):
-    """One loaded model. Not thread-safe for generation: run one ``generate`` at a time.
+    """One loaded model, decoding up to `parallel` generations together.
 
-    ``tokenize``, ``detokenize``, ``render_chat`` and ``check`` only read the vocabulary and
-    may run on any thread while a generation runs on another.
+    Generations are submitted with `submit` and advanced by `step`, both called from one
+    thread (the model's); `generate` is the same for one generation alone. ``tokenize``,
+    ``detokenize``, ``render_chat`` and ``check`` only read the vocabulary and may run on any
+    thread while generations run on another.
     """
 
     @property
@@ -226,6 +261,11 @@ class Engine(Protocol):
     @property
     def vocab_size(self) -> int:
         """Number of token ids; valid ids are ``0 .. vocab_size - 1``."""
+        ...
+
+    @property
+    def parallel(self) -> int:
+        """Generations decoded together, at most; more wait their turn inside the engine."""
         ...
 
     def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
@@ -249,7 +289,26 @@ class Engine(Protocol):
         ...
 
     def check(self, prompt_tokens: Sequence[int], params: SamplingParams) -> None:
-        """Raise `InvalidRequest` if ``generate`` would refuse this request; else do nothing."""
+        """Raise `InvalidRequest` if ``submit`` would refuse this request; else do nothing."""
+        ...
+
+    def submit(
+        self,
+        prompt_tokens: Sequence[int],
+        params: SamplingParams,
+        cancel: CancelFlag,
+        outlet: Outlet,
+    ) -> None:
+        """Check the request, raising `InvalidRequest` at once, then queue it for `step`.
+
+        From then on its items go to ``outlet`` (see `Outlet`). With
+        ``params.prompt_logprobs`` set, the first item is the prompt's `PromptLogprobs`. Once
+        ``cancel`` is set, the generation stops within a step.
+        """
+        ...
+
+    def step(self) -> bool:
+        """Advance every submitted generation one step; return whether any remains."""
         ...
 
     def generate(
@@ -257,12 +316,11 @@ class Engine(Protocol):
         prompt_tokens: Sequence[int],
         params: SamplingParams,
         cancel: threading.Event,
-    ) -> Iterator[PromptLogprobs | Piece | Finish]:
-        """Check the request, raising `InvalidRequest` at once, then return its pieces.
+    ) -> Iterator[Item]:
+        """One generation alone: `submit` it, then step the engine while yielding its items.
 
-        With ``params.prompt_logprobs`` set, the first item is the prompt's `PromptLogprobs`.
         The iterator ends with exactly one `Finish`, or early without one once ``cancel`` is
-        set. It runs the model: one generation at a time.
+        set. Not while anything else steps the engine.
         """
         ...
 

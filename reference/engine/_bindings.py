@@ -1,31 +1,46 @@
-"""Every use of llama-cpp-python beyond its documented ``Llama`` API, in one place.
+"""The llama.cpp handles the engine holds, made with the settings it needs; the version check.
 
-The engine needs three things that ``Llama`` does not offer: a model loaded without llama.cpp's
-extra buffer types (``Llama.__init__`` takes no such argument), a decode that asks for an
-output row at every position of a batch (``Llama.eval`` asks for the last one only), and
-clearing the KV cache. Each reaches into llama-cpp-python's internals (``Llama._ctx``,
-``Llama._batch``, the model parameters it builds while it loads). They live here, behind a
-version check, so that a llama-cpp-python release that moves them breaks this one module at
-import or in its tests (tests/reference/test_bindings.py), not the token loop.
+The engine calls llama.cpp's C API through llama-cpp-python's ctypes bindings of ``llama.h``
+(``llama_cpp.llama_*``). It does not use the high-level ``Llama`` class: that holds one sequence
+per context and samples through its own loop, and the engine decodes several sequences in one
+batch, each with its own sampler. This module makes the long-lived handles:
+
+- the model, loaded with llama.cpp's extra buffer types on or off (weight repacking, see
+  `reference.config.ModelConfig.extra_buffer_types`);
+- a context with one KV stream per parallel sequence (``kv_unified = false``). A sequence's
+  logits then never depend on what the other sequences hold or where in the cache its cells
+  lie: measured on SmolLM2 Q4_1, a sequence decoded beside three others, with others joining,
+  leaving and copied into other streams, gave exactly the logits it gives alone (largest
+  difference 0.0), where one unified cache shared by all sequences did not (without flash
+  attention: other tokens from the second step on; with it: as soon as a sequence that ended
+  left a hole that a running one filled).
+
+Every other setting is what ``Llama(model, n_ctx=..., n_threads=...)`` used, so that with one
+sequence the engine computes exactly what it computed when it was built on ``Llama``: the
+tests compare the two (tests/reference/test_engine_batching.py).
+
+The module checks at import that the installed release is one it was written against, so that
+a release that changes these structures breaks here, in tests/reference/test_bindings.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Iterator, Sequence
 from typing import Any
 
 import llama_cpp
-import llama_cpp.llama_cpp as low_level
-from llama_cpp import Llama
 
-__all__ = ["SUPPORTED", "clear_cache", "decode_every_row", "open_llama", "supported"]
+__all__ = ["BATCH_CAPACITY", "SUPPORTED", "load_model", "new_context", "supported"]
 
 #: The llama-cpp-python releases this module was written and tested against: [lowest, highest).
-SUPPORTED = ((0, 3, 16), (0, 4, 0))
+SUPPORTED = ((0, 3, 36), (0, 4, 0))
 
-_LOADING = threading.Lock()
+#: Tokens one decode call may hold (``n_batch`` and ``n_ubatch``, as ``Llama`` set them). The
+#: engine's calls are far smaller: a prompt chunk, or one token per running sequence.
+BATCH_CAPACITY = 512
+
+_BACKEND = threading.Lock()
+_backend_ready = False
 
 
 def supported(version: str) -> bool:
@@ -46,47 +61,67 @@ if not supported(llama_cpp.__version__):  # pragma: no cover - depends on what i
     )
 
 
-def open_llama(model_path: str, *, extra_buffer_types: bool, **kwargs: Any) -> Llama:
-    """``Llama(model_path, **kwargs)``, with llama.cpp's extra buffer types on or off.
+def _init_backend() -> None:
+    global _backend_ready
+    with _BACKEND:
+        if not _backend_ready:
+            llama_cpp.llama_backend_init()
+            _backend_ready = True
 
-    llama.cpp's ``llama_model_params.use_extra_bufts`` decides whether weights are repacked at
-    load into the layout of a faster kernel (AMX on Xeons that have it, interleaved layouts on
-    some ARM and x86 hosts). ``Llama`` builds its model parameters from
-    ``llama_model_default_params()`` and loads at once, so for the duration of the load that
-    function returns them with the flag set as asked. The lock keeps two loads from seeing
-    each other's setting.
+
+def load_model(path: str, *, extra_buffer_types: bool) -> Any:
+    """Load the GGUF file at ``path`` on the CPU, memory-mapped; raise ValueError if it fails.
+
+    ``extra_buffer_types`` decides whether llama.cpp repacks weights at load into the layout of
+    a faster kernel (AMX on Xeons that have it, interleaved layouts on some ARM and x86 hosts).
+    Free the model with ``llama_cpp.llama_model_free``.
     """
-    with _LOADING, _default_params(use_extra_bufts=extra_buffer_types):
-        return Llama(model_path=model_path, **kwargs)
+    _init_backend()
+    params = llama_cpp.llama_model_default_params()
+    params.n_gpu_layers = 0
+    params.split_mode = llama_cpp.LLAMA_SPLIT_MODE_LAYER
+    params.main_gpu = 0
+    params.vocab_only = False
+    params.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP
+    params.use_extra_bufts = extra_buffer_types
+    model = llama_cpp.llama_model_load_from_file(path.encode("utf-8"), params)
+    if not model:
+        raise ValueError(f"llama.cpp could not load the model file {path} (its log says why)")
+    return model
 
 
-@contextlib.contextmanager
-def _default_params(**fields: Any) -> Iterator[None]:
-    original = low_level.llama_model_default_params
+def new_context(model: Any, *, context_size: int, sequences: int, threads: int) -> Any:
+    """A context of ``sequences`` KV streams of ``context_size`` tokens each.
 
-    def patched() -> Any:
-        params = original()
-        for name, value in fields.items():
-            setattr(params, name, value)
-        return params
-
-    low_level.llama_model_default_params = patched
-    try:
-        yield
-    finally:
-        low_level.llama_model_default_params = original
-
-
-def clear_cache(llama: Llama) -> None:
-    """Drop every position of every sequence from ``llama``'s KV cache."""
-    llama._ctx.kv_cache_seq_rm(-1, 0, -1)
-
-
-def decode_every_row(llama: Llama, tokens: Sequence[int], begin: int) -> None:
-    """Decode ``tokens`` at positions ``begin`` on, with an output row for every position.
-
-    ``Llama.eval`` does the same with a row for the last position only; ``llama_get_logits_ith``
-    then reads row ``i`` of this batch.
+    llama.cpp rounds each stream up to a multiple of 256 tokens; ``llama_n_ctx_seq`` tells
+    the size it got. Raise ValueError if llama.cpp cannot make it (out of memory, say). Free
+    it with ``llama_cpp.llama_free``.
     """
-    llama._batch.set_batch(batch=list(tokens), n_past=begin, logits_all=True)
-    llama._ctx.decode(llama._batch)
+    params = llama_cpp.llama_context_default_params()
+    params.n_ctx = context_size * sequences
+    params.n_seq_max = sequences
+    params.kv_unified = False
+    params.n_batch = params.n_ubatch = BATCH_CAPACITY
+    params.n_threads = params.n_threads_batch = threads
+    # What `Llama` set where llama.cpp's defaults differ (flash attention above all: llama.cpp
+    # enables it where it can, which gives other numbers than the kernels used so far).
+    params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    params.rope_scaling_type = llama_cpp.LLAMA_ROPE_SCALING_TYPE_UNSPECIFIED
+    params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED
+    params.attention_type = llama_cpp.LLAMA_ATTENTION_TYPE_UNSPECIFIED
+    params.rope_freq_base = params.rope_freq_scale = 0.0
+    params.yarn_ext_factor = -1.0
+    params.yarn_attn_factor = 1.0
+    params.yarn_beta_fast = 32.0
+    params.yarn_beta_slow = 1.0
+    params.yarn_orig_ctx = 0
+    params.embeddings = False
+    params.offload_kqv = True
+    params.no_perf = False
+    context = llama_cpp.llama_init_from_model(model, params)
+    if not context:
+        raise ValueError(
+            f"llama.cpp could not make a context of {sequences} x {context_size} tokens "
+            "(its log says why)"
+        )
+    return context

@@ -1,16 +1,28 @@
-"""The one real engine: llama.cpp through llama-cpp-python, with a lean token loop of its own.
+"""The one real engine: llama.cpp, decoding every running sequence of a model together.
 
-llama-cpp-python's ``create_completion`` does a lot of Python work per token (detokenizing the
-whole tail, logprob bookkeeping, stop handling on bytes, building response dicts). This engine
-drives the lower-level ``Llama.generate`` token iterator instead and does per token only what a
-request asked for: a table lookup for the token's bytes, an incremental UTF-8 decode, and the
-stop matcher when there are stop sequences. It evaluates prompts itself (see `LlamaEngine`), so
-that the KV cache of a previous prompt is reused without changing a single logit.
+`LlamaEngine.step` advances every generation of the model by one step: sequences that waited
+for a KV stream get one (starting from whatever another stream already holds of their prompt),
+one chunk of one prompt is evaluated (so that a long prompt delays the running streams by a
+chunk per token, never by its whole length), each sequence whose prompt is ready samples its
+first token, and one ``llama_decode`` decodes the last token of every running sequence. Each
+sequence has its own KV stream, sampler chain, stop rules and limit; one that ends or whose
+client leaves frees its stream at the next step.
+
+What a sequence computes never depends on what else runs: every sequence has a stream of its
+own (`reference.engine._bindings` gives the measurements), prompts are cut into chunks by
+their own tokens alone (`reference.engine._prefix`), and a prompt chunk is evaluated in a call
+of its own. So a request with a seed gives the same text alone or beside others, and the same
+text it gave before the engine decoded several sequences together (one sequence computes
+exactly what ``Llama`` computed: tests/reference/test_engine_batching.py).
+
+Several choices of one request (``n``, ``best_of``) share their prompt: the first one
+evaluates it while the others wait (`Phase.FOLLOW`), then the others copy its stream and
+sample their first tokens from the same logits.
 """
 
 from __future__ import annotations
 
-import codecs
+import collections
 import ctypes
 import json
 import logging
@@ -21,31 +33,35 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import jinja2
 import llama_cpp
-import numpy as np
-from llama_cpp import Llama, LogitsProcessorList
 from llama_cpp import llama_chat_format as chat_formats
-from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
+from llama_cpp.llama_grammar import json_schema_to_gbnf
 
 from reference.engine import _bindings
 from reference.engine._base import (
     MAX_TOP_LOGPROBS,
+    CancelFlag,
     ContextOverflow,
     EngineError,
     Finish,
     InvalidGrammar,
     InvalidRequest,
+    Item,
+    Outlet,
     Piece,
     PromptLogprobs,
     SamplingParams,
-    TokenLogprob,
-    TopLogprob,
 )
-from reference.engine._prefix import PROMPT_CHUNK, chunk_plan, shared_chunks, turn_boundaries
-from reference.engine._stops import StopMatcher
+from reference.engine._decoder import DecodeFailed, Decoder
+from reference.engine._prefix import PROMPT_CHUNK, chunk_plan, turn_boundaries
+from reference.engine._sampler import Candidates, TokenSampler, token_logprob
+from reference.engine._sequence import Phase
+from reference.engine._sequence import Sequence as Generation
+from reference.engine._streams import Match, Streams
+from reference.engine._vocabulary import Vocabulary
 from reference.host_cpus import default_threads
 from reference.schema_limits import check_grammar, check_schema
 
@@ -58,10 +74,6 @@ CHAT_FORMATS: Mapping[str, str] = {
     "mixtral-instruct": chat_formats.MIXTRAL_INSTRUCT_CHAT_TEMPLATE,
     "llama-3": chat_formats.LLAMA3_INSTRUCT_CHAT_TEMPLATE,
 }
-
-# llama.cpp reserves this seed for "pick one at random", so request seeds are folded below it.
-_RANDOM_SEED = llama_cpp.LLAMA_DEFAULT_SEED
-_PIECE_BUFFER_SIZE = 256
 
 _LOGGER = logging.getLogger("reference.engine.llama_cpp")
 # ggml's log levels (ggml.h). llama-cpp-python's own table predates a renumbering and prints
@@ -150,6 +162,7 @@ def load_engine(
     model_path: str | Path,
     *,
     context_size: int = 2048,
+    parallel: int = 1,
     threads: int | None = None,
     chat_format: str | None = None,
     chat_template: str | None = None,
@@ -158,9 +171,11 @@ def load_engine(
 ) -> LlamaEngine:
     """Load a GGUF model and return its engine.
 
-    llama.cpp rounds ``context_size`` up to a multiple of 256; the engine's ``context_size``
-    reports the size it really got. ``threads=None`` runs one thread per physical core this
-    process may use (`reference.host_cpus.default_threads`, logged). The
+    ``context_size`` is what each sequence may hold, prompt and completion together; llama.cpp
+    rounds it up to a multiple of 256 and the engine's ``context_size`` reports the size it
+    really got. ``parallel`` sequences are decoded together, each with a KV cache of that size
+    (memory grows with ``parallel x context_size``). ``threads=None`` runs one thread per
+    physical core this process may use (`reference.host_cpus.default_threads`, logged). The
     chat template is the GGUF's own (``tokenizer.chat_template``) unless ``chat_format`` names
     one of `CHAT_FORMATS` or ``chat_template`` gives Jinja source; give at most one of the
     two. ``name`` defaults to the file's stem. ``extra_buffer_types`` turns on llama.cpp's
@@ -170,6 +185,8 @@ def load_engine(
     path = Path(model_path)
     if isinstance(context_size, bool) or not isinstance(context_size, int) or context_size < 2:
         raise ValueError(f"context_size must be an int of at least 2, got {context_size!r}")
+    if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
+        raise ValueError(f"parallel must be a positive int, got {parallel!r}")
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be None or a positive int, got {threads!r}")
     if chat_format is not None and chat_template is not None:
@@ -184,107 +201,121 @@ def load_engine(
         _LOGGER.info("%s: %d llama.cpp threads (%s)", path.name, threads, chosen.reason)
     _LOG_ROUTER.install()
     try:
-        llama = _bindings.open_llama(
-            str(path),
-            extra_buffer_types=extra_buffer_types,
-            n_ctx=context_size,
-            n_threads=threads,
-            n_threads_batch=threads,
-            # Penalties look back over this many generated tokens: all of them, as OpenAI's do.
-            last_n_tokens_size=context_size,
-            logits_all=False,
-            verbose=False,
-        )
-    except (ValueError, RuntimeError) as error:
+        model = _bindings.load_model(str(path), extra_buffer_types=extra_buffer_types)
+    except ValueError as error:
         raise EngineError(f"cannot load the model {path}: {error}") from error
-    if chat_template is None:
-        chat_template = (
-            CHAT_FORMATS[chat_format]
-            if chat_format is not None
-            else llama.metadata.get("tokenizer.chat_template")
-        )
-    if not chat_template:
-        llama.close()
-        raise EngineError(f"{path} carries no chat template: give chat_format or chat_template")
-    return LlamaEngine(llama, name=name or path.stem, chat_template=chat_template)
+    try:
+        if chat_template is None and chat_format is not None:
+            chat_template = CHAT_FORMATS[chat_format]
+        if chat_template is None:
+            own = llama_cpp.llama_model_chat_template(model, None)
+            chat_template = own.decode("utf-8", "replace") if own else None
+        if not chat_template:
+            raise EngineError(f"{path} carries no chat template: give chat_format or chat_template")
+        try:
+            context = _bindings.new_context(
+                model, context_size=context_size, sequences=parallel, threads=threads
+            )
+        except ValueError as error:
+            raise EngineError(f"cannot load the model {path}: {error}") from error
+    except BaseException:
+        llama_cpp.llama_model_free(model)
+        raise
+    return LlamaEngine(
+        model,
+        context,
+        name=name or path.stem,
+        chat_template=chat_template,
+        penalty_window=context_size,
+    )
+
+
+class _EitherSet:
+    """Set when either event is: a caller's cancel flag, or the engine's own."""
+
+    __slots__ = ("_first", "_second")
+
+    def __init__(self, first: threading.Event, second: threading.Event) -> None:
+        self._first, self._second = first, second
+
+    def is_set(self) -> bool:
+        return self._first.is_set() or self._second.is_set()
+
+
+class _Collected:
+    """An outlet that keeps what it receives, for `LlamaEngine.generate`."""
+
+    __slots__ = ("closed", "error", "items")
+
+    def __init__(self) -> None:
+        self.items: collections.deque[Item] = collections.deque()
+        self.closed = False
+        self.error: BaseException | None = None
+
+    def put(self, items: Sequence[Item]) -> None:
+        self.items.extend(items)
+
+    def close(self, error: BaseException | None = None) -> None:
+        self.closed, self.error = True, error
 
 
 class LlamaEngine:
-    """An `Engine` over one ``llama_cpp.Llama``. Build it with `load_engine`.
+    """An `Engine` over one llama.cpp model and context. Build it with `load_engine`.
 
-    Same seed, same request, same text, whatever ran before: so the KV cache of an earlier
-    prompt is reused only where that cannot change a logit. ``Llama.generate``'s own prefix
-    reuse breaks this: it evaluates the rest of the prompt (often just its last token) in a
-    batch of one, and llama.cpp's batch-of-one kernels round differently from its batched ones
-    (on SmolLM2 the last logits moved by up to 0.59, and greedy continuations diverged).
+    `submit`, `step`, `generate` and `prompt_logprobs` run the model: call them from one
+    thread at a time (the model's runner calls them all from its own thread). The
+    vocabulary's methods (`tokenize`, `detokenize`, `render_chat`, `check`) may run on any.
 
-    So this engine evaluates every prompt in the same calls, whatever the cache holds: in
-    chunks that `chunk_plan` cuts from the prompt's tokens alone (where a turn's content starts,
-    see `turn_boundaries`; every `PROMPT_CHUNK` tokens within a turn; a one-token tail joined
-    to the chunk before it). It remembers the chunks it evaluated last. A new prompt keeps the
-    cached tokens up to the end of the longest run of leading chunks that its own plan shares
-    with them, tokens and positions alike (never a generated token: those were evaluated one
-    at a time); from there it makes exactly the calls a fresh run would make, on the same cache
-    contents, so its logits are bit-identical (tests/reference/test_engine_prefix_cache.py
-    compares them). llama.cpp's batched kernels also agree with each other whatever the batch
-    size above one (measured: chunks of 16, 32, 64 or the whole prompt give the same logits),
-    but that is not promised for every quantization, and the plan does not rely on it. The
-    price of exactness: where llama-cpp-python re-evaluates from the first differing token, this
-    engine re-evaluates from the start of the turn it is in (two tokens more for two questions
-    that open with the same word).
+    **Prompt reuse.** Same seed, same request, same text, whatever ran before: so the KV cache
+    of an earlier prompt is reused only where that cannot change a logit. Every prompt is
+    evaluated in the same calls, whatever the cache holds: in chunks that `chunk_plan` cuts from
+    the prompt's tokens alone (where a turn's content starts, see `turn_boundaries`; every
+    `PROMPT_CHUNK` tokens within a turn; a one-token tail joined to the chunk before it), each
+    chunk in a decode call of its own (llama.cpp's batch-of-one kernels round differently from
+    its batched ones: evaluated token by token, SmolLM2's last logits moved by up to 0.59). A
+    new prompt keeps, from whichever stream holds the most of it, the leading chunks its own
+    plan shares with that stream's prompt, tokens and positions alike (never a generated token:
+    those were evaluated one at a time); from there it makes exactly the calls a fresh run would
+    make, so its logits are bit-identical (tests/reference/test_engine_prefix_cache.py compares
+    them). The price of exactness: where llama-cpp-python re-evaluates from the first differing
+    token, this engine re-evaluates from the start of the turn it is in.
 
-    A prompt equal to the last one evaluated needs no evaluation at all: the cache still holds
-    its tokens, computed by its own plan (a generation only appends after them), so the engine
-    drops what the generation appended and puts back the prompt's last logits, kept from its
-    evaluation (one vocabulary of floats), where llama.cpp's sampler reads them. Between chunks
-    the engine checks the cancel flag, which makes long prompts abortable.
+    A prompt equal to one a stream evaluated whole needs no evaluation at all: its cells are
+    kept (a generation only appended after them) and its first token is sampled from the last
+    logits kept from its evaluation (one vocabulary of floats per stream).
 
-    A prompt's own logprobs (`prompt_logprobs`) need logits at every position. They come from
-    an evaluation of their own, in the same chunks, that asks llama.cpp for every position's
-    output row (keeping them all for the whole context, ``logits_all``, would cost a context
-    times a vocabulary of floats: 384 MB at 2048 x 49152). Asking for more rows changes how
-    the last layer is computed, so its cache is not reused: the next prompt is evaluated as on
-    a fresh engine.
+    A prompt's own logprobs (`SamplingParams.prompt_logprobs`) need logits at every position:
+    they come from an evaluation of their own, in the same chunks, that asks for every
+    position's output row. Asking for more rows changes how the last layer is computed, so that
+    evaluation's cells are not reused: the prompt is then evaluated again as for any request.
     """
 
-    def __init__(self, llama: Llama, *, name: str, chat_template: str) -> None:
-        self._llama = llama
+    def __init__(
+        self, model: Any, context: Any, *, name: str, chat_template: str, penalty_window: int
+    ) -> None:
+        self._model = model
+        self._context = context
         self._name = name
-        self._context_size = llama.n_ctx()
-        self._vocab_size = llama.n_vocab()
-        # What the KV cache holds, beyond llama-cpp-python's own record (`llama.input_ids`):
-        # the chunks of the last prompt evaluated (reusable, as far as they got), and the
-        # prompt last evaluated whole, with a copy of its last logits.
-        self._chunks: list[tuple[int, int]] = []
-        self._chunks_done = 0
-        self._evaluated: tuple[int, ...] | None = None
-        self._evaluated_logits = np.empty(0, dtype=np.single)
-        vocab = llama_cpp.llama_model_get_vocab(llama.model)
-        self._vocab = vocab
-        self._pieces = _token_pieces(vocab, self._vocab_size, special=False)
-        self._end_of_generation = frozenset(
-            token for token in range(self._vocab_size) if llama_cpp.llama_vocab_is_eog(vocab, token)
-        )
-        self._opens_turn = frozenset(
-            token
-            for token in range(self._vocab_size)
-            if llama_cpp.llama_vocab_is_control(vocab, token)
-            and token not in self._end_of_generation
-        )
-        self._breaks_line = frozenset(
-            token for token, piece in enumerate(self._pieces) if b"\n" in piece
-        )
-        bos = llama_cpp.llama_vocab_bos(vocab)
-        eos = llama_cpp.llama_vocab_eos(vocab)
+        self._penalty_window = penalty_window
+        self._vocabulary = Vocabulary(model)
+        self._vocab_size = self._vocabulary.size
+        self._decoder = Decoder(context, self._vocab_size)
+        self._streams: Streams[Generation] = Streams(self._decoder)
+        self._candidates = Candidates(self._vocab_size)
+        self._queue: collections.deque[Generation] = collections.deque()
+        self._running: list[Generation] = []
+        vocabulary = self._vocabulary
         # A model cannot sample from nothing: an empty prompt is evaluated as its BOS token,
         # as llama-cpp-python's create_completion does.
-        self._empty_prompt = [bos if bos >= 0 else eos]
+        self._empty_prompt = [vocabulary.bos if vocabulary.bos >= 0 else vocabulary.eos]
         self._chat = chat_formats.Jinja2ChatFormatter(
             template=chat_template,
-            eos_token=_special_text(vocab, eos),
-            bos_token=_special_text(vocab, bos),
+            eos_token=vocabulary.special_text(vocabulary.eos),
+            bos_token=vocabulary.special_text(vocabulary.bos),
             add_generation_prompt=True,
         )
+
+    # ------------------------------------------------------------------ what the model is
 
     @property
     def name(self) -> str:
@@ -293,24 +324,34 @@ class LlamaEngine:
 
     @property
     def context_size(self) -> int:
-        """Tokens the context holds: prompt and completion together."""
-        return self._context_size
+        """Tokens one sequence may hold: prompt and completion together."""
+        return self._decoder.stream_size
 
     @property
     def vocab_size(self) -> int:
         """Number of token ids."""
         return self._vocab_size
 
+    @property
+    def parallel(self) -> int:
+        """Sequences decoded together, at most; more wait for a stream."""
+        return self._decoder.streams
+
+    @property
+    def decode_calls(self) -> int:
+        """``llama_decode`` calls made so far (tests count them)."""
+        return self._decoder.calls
+
+    # ------------------------------------------------------------------ the vocabulary
+
     def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
         """Token ids of ``text`` (lone surrogates, which JSON allows, become U+FFFD)."""
-        data = text.encode("utf-8", "replace")
-        return self._llama.tokenize(data, add_bos=add_bos, special=special)
+        return self._vocabulary.tokenize(text, add_bos=add_bos, special=special)
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         """The text of ``tokens``; control tokens render as nothing."""
         self._check_token_ids(tokens, "token ids")
-        pieces = self._pieces
-        return b"".join([pieces[token] for token in tokens]).decode("utf-8", "replace")
+        return self._vocabulary.detokenize(tokens)
 
     def render_chat(
         self,
@@ -335,8 +376,85 @@ class LlamaEngine:
             ) from error
 
     def check(self, prompt_tokens: Sequence[int], params: SamplingParams) -> None:
-        """Raise `InvalidRequest` if `generate` would refuse this request."""
+        """Raise `InvalidRequest` if `submit` would refuse this request."""
         self._prepare(prompt_tokens, params)
+
+    # ------------------------------------------------------------------ generating
+
+    def submit(
+        self,
+        prompt_tokens: Sequence[int],
+        params: SamplingParams,
+        cancel: CancelFlag,
+        outlet: Outlet,
+    ) -> None:
+        """Check the request (raising `InvalidRequest` at once) and queue it for `step`.
+
+        When prompt and ``max_tokens`` do not both fit, generation ends at the context's end
+        with reason ``"length"``. With ``params.prompt_logprobs`` set, the first item is the
+        `PromptLogprobs` of ``prompt_tokens`` (of no tokens for an empty prompt).
+        """
+        self._queue.append(self._generation(prompt_tokens, params, cancel, outlet))
+
+    def _generation(
+        self,
+        prompt_tokens: Sequence[int],
+        params: SamplingParams,
+        cancel: CancelFlag,
+        outlet: Outlet,
+    ) -> Generation:
+        prompt, grammar = self._prepare(prompt_tokens, params)
+        sampler = TokenSampler(
+            self._vocabulary.handle,
+            self._vocab_size,
+            params,
+            penalty_window=self._penalty_window,
+            grammar=grammar,
+        )
+        generation = Generation(
+            prompt,
+            self._plan(prompt),
+            params,
+            sampler,
+            cancel,
+            outlet,
+            limit=min(params.max_tokens, self.context_size - len(prompt)),
+            # A prompt of fewer than two tokens has no logprobs to evaluate (none predicts its
+            # first token), so it gets its (possibly empty) `PromptLogprobs` at once.
+            echo=params.prompt_logprobs is not None and len(prompt_tokens) >= 2,
+        )
+        if params.prompt_logprobs is not None and len(prompt_tokens) < 2:
+            generation.items.append(PromptLogprobs(self._prompt_pieces(prompt_tokens), ()))
+        return generation
+
+    def step(self) -> bool:
+        """Advance every submitted generation one step; return whether any remains.
+
+        A generation's items reach its outlet by the end of the step that produced them, and
+        its outlet is closed in the step it ends in: after its `Finish`, or without one once
+        its ``cancel`` is set, or with the `EngineError` that ended it.
+        """
+        try:
+            self._drop_cancelled()
+            self._admit()
+            self._compact()
+            self._evaluate_a_chunk()
+            self._sample_first_tokens()
+            self._decode_running()
+        except BaseException as error:
+            # A fault of the engine's own, not of one request: every generation ends with it,
+            # and no stream is trusted any more.
+            failure = EngineError(f"the engine failed: {error!r}")
+            for generation in [*self._running, *self._queue]:
+                self._end(generation, failure)
+            for stream in range(self.parallel):
+                self._streams.clear(stream)
+            raise
+        for generation in self._running:
+            if generation.items:
+                generation.outlet.put(generation.items)
+                generation.items = []
+        return bool(self._queue or self._running)
 
     def generate(
         self,
@@ -344,19 +462,18 @@ class LlamaEngine:
         params: SamplingParams,
         cancel: threading.Event,
     ) -> Iterator[PromptLogprobs | Piece | Finish]:
-        """Check the request now, then return the iterator that generates it.
+        """One generation alone: check it now, then return the iterator that runs it.
 
-        When prompt and ``max_tokens`` do not both fit, generation ends at the context's end
-        with reason ``"length"``. With ``params.prompt_logprobs`` set, the first item is the
-        `PromptLogprobs` of ``prompt_tokens`` (of no tokens for an empty prompt).
+        The iterator ends with exactly one `Finish`, or early without one once ``cancel`` is
+        set; closing it early stops the generation. It steps the engine itself: do not use it
+        while something else steps the engine.
         """
-        prompt, grammar, logits_processor = self._prepare(prompt_tokens, params)
-        generation = self._generate(prompt, params, cancel, grammar, logits_processor)
-        if params.prompt_logprobs is None:
-            return generation
-        return self._with_prompt_logprobs(
-            list(prompt_tokens), params.prompt_logprobs, cancel, generation
+        collected = _Collected()
+        abandoned = threading.Event()
+        generation = self._generation(
+            prompt_tokens, params, _EitherSet(cancel, abandoned), collected
         )
+        return self._drain(generation, collected, cancel, abandoned)
 
     def prompt_logprobs(
         self, prompt_tokens: Sequence[int], top: int, cancel: threading.Event
@@ -364,30 +481,247 @@ class LlamaEngine:
         """The logprob of each prompt token after the ones before it, with ``top`` alternatives.
 
         Logprobs are the model's raw distribution, as in `TokenLogprob`. Returns None if
-        ``cancel`` was set before the prompt was evaluated. It runs the model, like `generate`
-        (not at the same time), and changes nothing a later `generate` returns.
+        ``cancel`` was set before the prompt was evaluated. It runs the model, like `generate`,
+        and changes nothing a later generation returns.
         """
         if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= MAX_TOP_LOGPROBS:
             raise ValueError(f"top must be an int between 0 and {MAX_TOP_LOGPROBS}, got {top!r}")
-        prompt = list(prompt_tokens)
-        if len(prompt) >= self._context_size:
-            raise ContextOverflow(len(prompt), self._context_size)
-        self._check_token_ids(prompt, "the prompt")
-        return self._prompt_logprobs(prompt, top, cancel)
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=top)
+        items = self.generate(prompt_tokens, params, cancel)
+        try:
+            first = next(items, None)
+        finally:
+            items.close()  # type: ignore[attr-defined]
+        return first if isinstance(first, PromptLogprobs) else None
 
     def close(self) -> None:
-        """Free the model."""
-        self._llama.close()
+        """Free the model and its context. The engine is unusable afterwards."""
+        for generation in [*self._running, *self._queue]:
+            self._end(generation, EngineError("the engine was closed"))
+        self._decoder.close()
+        llama_cpp.llama_free(self._context)
+        llama_cpp.llama_model_free(self._model)
+
+    # ------------------------------------------------------------------ the step's parts
+
+    def _drop_cancelled(self) -> None:
+        for generation in [*self._queue, *self._running]:
+            if generation.cancel.is_set():
+                self._end(generation)
+
+    def _admit(self) -> None:
+        """Give waiting generations the lowest free streams, first come first served."""
+        while self._queue:
+            stream = self._streams.lowest_free()
+            if stream is None:
+                return
+            generation = self._queue.popleft()
+            self._streams.take(stream, generation)
+            generation.stream = stream
+            self._running.append(generation)
+            self._start(generation)
+
+    def _start(self, generation: Generation) -> None:
+        """Decide how the generation's stream comes to hold its prompt."""
+        stream = generation.stream
+        assert stream is not None
+        if generation.echo:
+            self._streams.clear(stream)
+            generation.phase, generation.next_chunk = Phase.ECHO, 0
+            return
+        match = self._streams.best_match(generation.prompt, generation.plan)
+        if match is None or not match.whole:
+            leader = next(
+                (
+                    other
+                    for other in self._running
+                    if other.phase is Phase.PROMPT and other.key == generation.key
+                ),
+                None,
+            )
+            if leader is not None:
+                generation.phase, generation.leader = Phase.FOLLOW, leader
+                return
+        kept = self._streams.start(stream, generation.prompt, generation.plan, match)
+        if match is not None and match.whole:
+            generation.phase = Phase.READY
+            generation.logits = self._streams.contents[stream].logits
+        else:
+            generation.phase, generation.next_chunk = Phase.PROMPT, kept
+
+    def _compact(self) -> None:
+        """Move sequences down into free streams below them, so the running ones are 0..k-1."""
+        owners = self._streams.owners
+        while (free := self._streams.lowest_free()) is not None:
+            highest = max((s for s, owner in enumerate(owners) if owner is not None), default=-1)
+            if highest < free:
+                return
+            moved = owners[highest]
+            assert moved is not None
+            self._streams.move(highest, free)
+            moved.stream = free
+
+    def _evaluate_a_chunk(self) -> None:
+        """Evaluate the next chunk of the first generation (by arrival) that has prompt left."""
+        generation = next(
+            (g for g in self._running if g.phase is Phase.ECHO or g.phase is Phase.PROMPT), None
+        )
+        if generation is None:
+            return
+        stream = generation.stream
+        assert stream is not None
+        begin, end = generation.plan[generation.next_chunk]
+        chunk = generation.prompt[begin:end]
+        echo = generation.phase is Phase.ECHO
+        try:
+            self._decoder.evaluate(stream, chunk, begin, every_row=echo)
+        except DecodeFailed as error:
+            self._streams.clear(stream)
+            self._end(generation, error)
+            return
+        generation.next_chunk += 1
+        finished = generation.next_chunk == len(generation.plan)
+        if echo:
+            self._record_prompt_logprobs(generation, begin, end)
+            if finished:
+                # The rows asked for changed how these cells were computed: start afresh.
+                generation.echo = False
+                self._start(generation)
+            return
+        self._streams.evaluated(stream, end)
+        if not finished:
+            return
+        logits = self._decoder.row(-1).copy()
+        self._streams.evaluated_whole(stream, logits)
+        generation.phase, generation.logits = Phase.READY, logits
+        for follower in self._running:
+            if follower.phase is Phase.FOLLOW and follower.leader is generation:
+                self._follow(follower, generation)
+
+    def _follow(self, follower: Generation, leader: Generation) -> None:
+        assert follower.stream is not None and leader.stream is not None
+        whole = Match(leader.stream, len(leader.plan), whole=True)
+        self._streams.start(follower.stream, follower.prompt, follower.plan, whole)
+        follower.phase, follower.logits, follower.leader = Phase.READY, leader.logits, None
+
+    def _record_prompt_logprobs(self, generation: Generation, begin: int, end: int) -> None:
+        top = generation.params.prompt_logprobs
+        assert top is not None
+        prompt = generation.prompt
+        pieces = self._vocabulary.pieces
+        # Row i predicts the token after it; the last row of the prompt predicts none.
+        for row, token in enumerate(prompt[begin + 1 : end + 1]):
+            generation.prompt_logprobs.append(
+                token_logprob(
+                    self._decoder.row(row), token, top, pieces, data=self._prompt_piece(token)
+                )
+            )
+        if end == len(prompt):
+            entries = tuple(generation.prompt_logprobs)
+            generation.items.append(PromptLogprobs(self._prompt_pieces(prompt), entries))
+            generation.prompt_logprobs = []
+
+    def _sample_first_tokens(self) -> None:
+        for generation in list(self._running):
+            if generation.phase is Phase.READY:
+                logits = generation.logits
+                assert logits is not None
+                generation.logits = None
+                self._sample(generation, logits)
+                if generation.running:
+                    generation.phase = Phase.DECODING
+
+    def _decode_running(self) -> None:
+        decoding = sorted(
+            (g for g in self._running if g.phase is Phase.DECODING),
+            key=lambda g: g.stream,  # type: ignore[arg-type, return-value]
+        )
+        if not decoding:
+            return
+        try:
+            self._decoder.step([(g.stream, g.token, g.position) for g in decoding])  # type: ignore[misc]
+        except DecodeFailed as error:
+            for generation in decoding:
+                assert generation.stream is not None
+                self._streams.clear(generation.stream)
+                self._end(generation, error)
+            return
+        decoder = self._decoder
+        for row, generation in enumerate(decoding):
+            assert generation.stream is not None
+            self._streams.decoded(generation.stream)
+            generation.position += 1
+            self._sample(generation, decoder.row(row))
+
+    def _sample(self, generation: Generation, logits: Any) -> None:
+        """Sample the generation's next token from ``logits``; end it if that finishes it."""
+        token = generation.sampler.sample(self._candidates, logits)
+        vocabulary = self._vocabulary
+        if generation.take(
+            token,
+            logits,
+            pieces=vocabulary.pieces,
+            end_of_generation=vocabulary.end_of_generation,
+        ):
+            self._end(generation)
+
+    def _end(self, generation: Generation, error: BaseException | None = None) -> None:
+        """The generation leaves the engine: its stream is freed, its outlet told."""
+        if generation.stream is not None:
+            self._streams.release(generation.stream)
+            generation.stream = None
+            self._running.remove(generation)
+            for follower in self._running:
+                if follower.leader is generation:
+                    # Start over: the leader's stream still holds what it evaluated.
+                    follower.leader = None
+                    self._start(follower)
+        else:
+            self._queue.remove(generation)
+        generation.sampler.close()
+        try:
+            if generation.items:
+                generation.outlet.put(generation.items)
+                generation.items = []
+        finally:
+            generation.outlet.close(error)
+
+    # ------------------------------------------------------------------ requests
+
+    def _drain(
+        self,
+        generation: Generation,
+        collected: _Collected,
+        cancel: threading.Event,
+        abandoned: threading.Event,
+    ) -> Iterator[Item]:
+        self._queue.append(generation)  # only once iterated, like the old token loop
+        try:
+            while True:
+                while collected.items:
+                    yield collected.items.popleft()
+                    if cancel.is_set():  # a step may have produced more: they are dropped
+                        return
+                if collected.closed:
+                    if collected.error is not None:
+                        raise collected.error
+                    return
+                self.step()
+        finally:
+            if not collected.closed:
+                abandoned.set()
+                while not collected.closed:
+                    self.step()
 
     def _prepare(
         self, prompt_tokens: Sequence[int], params: SamplingParams
-    ) -> tuple[list[int], LlamaGrammar | None, LogitsProcessorList | None]:
+    ) -> tuple[list[int], str | None]:
         prompt = list(prompt_tokens) if len(prompt_tokens) else self._empty_prompt
-        if len(prompt) >= self._context_size:
-            raise ContextOverflow(len(prompt), self._context_size)
+        if len(prompt) >= self.context_size:
+            raise ContextOverflow(len(prompt), self.context_size)
         self._check_token_ids(prompt, "the prompt")
         self._check_token_ids(params.logit_bias.keys(), "logit_bias")
-        return prompt, self._grammar(params), self._logit_bias(params.logit_bias)
+        return prompt, self._grammar(params)
 
     def _check_token_ids(self, tokens: Any, where: str) -> None:
         if len(tokens) and (min(tokens) < 0 or max(tokens) >= self._vocab_size):
@@ -397,7 +731,8 @@ class LlamaEngine:
                 f"0 to {self._vocab_size - 1}"
             )
 
-    def _grammar(self, params: SamplingParams) -> LlamaGrammar | None:
+    def _grammar(self, params: SamplingParams) -> str | None:
+        """The GBNF that constrains the output, parsed once here, where it can fail."""
         # Bounded before any work: a big enough schema or grammar costs seconds to convert, or
         # overflows the C stack of llama.cpp's recursive parser (see reference.schema_limits).
         if params.json_schema is not None:
@@ -413,241 +748,32 @@ class LlamaEngine:
         else:
             return None
         check_grammar(gbnf)
-        # llama-cpp-python's LlamaGrammar does not parse; llama.cpp does, and hands a NULL
-        # sampler to a chain that would crash on it. So parse once here, where it can fail.
+        # llama.cpp hands a NULL sampler for a grammar that does not parse, and a chain would
+        # crash on it: so parse once here, where it can fail with the reason.
         with _LOG_ROUTER.capture() as messages, _parser_errors(gbnf) as errors:
             sampler = llama_cpp.llama_sampler_init_grammar(
-                self._vocab, gbnf.encode("utf-8"), b"root"
+                self._vocabulary.handle, gbnf.encode("utf-8"), b"root"
             )
         if not sampler:
             why = "; ".join(errors or messages) or "llama.cpp rejected it"
             raise InvalidGrammar(f"the grammar does not parse: {why}")
         llama_cpp.llama_sampler_free(sampler)
-        return LlamaGrammar.from_string(gbnf)
-
-    @staticmethod
-    def _logit_bias(logit_bias: Mapping[int, float]) -> LogitsProcessorList | None:
-        # Only requests with a bias pay for a Python call over the vocabulary per token.
-        if not logit_bias:
-            return None
-        ids = np.fromiter(logit_bias.keys(), dtype=np.intp, count=len(logit_bias))
-        biases = np.fromiter(logit_bias.values(), dtype=np.single, count=len(logit_bias))
-
-        def add_bias(_input_ids: Any, scores: Any) -> Any:
-            scores[ids] += biases
-            return scores
-
-        return LogitsProcessorList([add_bias])
-
-    def _with_prompt_logprobs(
-        self,
-        prompt: list[int],
-        top: int,
-        cancel: threading.Event,
-        generation: Iterator[Piece | Finish],
-    ) -> Iterator[PromptLogprobs | Piece | Finish]:
-        try:
-            if cancel.is_set():
-                return
-            logprobs = self._prompt_logprobs(prompt, top, cancel)
-            if logprobs is None:
-                return
-            yield logprobs
-            yield from generation
-        finally:
-            generation.close()
-
-    def _prompt_logprobs(
-        self, prompt: list[int], top: int, cancel: threading.Event
-    ) -> PromptLogprobs | None:
-        llama = self._llama
-        pieces = self._pieces
-        # A control token (parsed from the prompt's text) renders as nothing among the
-        # sampled tokens; here it renders as its text, so that the tokens join to the prompt.
-        tokens = tuple(pieces[t] or _piece(self._vocab, t, True) for t in prompt)
-        if len(prompt) < 2:
-            return PromptLogprobs(tokens, ())
-        # From here on the cache holds what no plan computed: forget it before touching it.
-        self._evaluated = None
-        self._chunks, self._chunks_done = [], 0
-        llama.n_tokens = 0
-        entries: list[TokenLogprob] = []
-        try:
-            _bindings.clear_cache(llama)
-            for begin, end in self._plan(prompt):
-                if cancel.is_set():
-                    return None
-                chunk = prompt[begin:end]
-                _bindings.decode_every_row(llama, chunk, begin)
-                llama.input_ids[begin:end] = chunk
-                llama.n_tokens = end
-                # Row i predicts the token after it; the last row of the prompt predicts none.
-                for row, token in enumerate(prompt[begin + 1 : end + 1]):
-                    entries.append(self._logprob(token, top, row, tokens[begin + row + 1]))
-        finally:
-            # Whether it finished or not, the next prompt is evaluated as on a fresh engine.
-            llama.n_tokens = 0
-        return PromptLogprobs(tokens, tuple(entries))
-
-    def _generate(
-        self,
-        prompt: list[int],
-        params: SamplingParams,
-        cancel: threading.Event,
-        grammar: LlamaGrammar | None,
-        logits_processor: LogitsProcessorList | None,
-    ) -> Iterator[Piece | Finish]:
-        if cancel.is_set() or not self._evaluate_prompt(prompt, cancel):
-            return
-        llama = self._llama
-        llama.set_seed(_RANDOM_SEED if params.seed is None else params.seed % _RANDOM_SEED)
-        # Stopping one short of a full context means the last sampled token is never evaluated.
-        limit = min(params.max_tokens, self._context_size - len(prompt))
-        pieces = self._pieces
-        end_of_generation = self._end_of_generation
-        decode = codecs.getincrementaldecoder("utf-8")("replace").decode
-        stops = StopMatcher(params.stop) if params.stop else None
-        top_logprobs = params.top_logprobs
-        produced = 0
-        reason: Literal["stop", "length"] = "length"
-        # The cache holds exactly the prompt and its logits are in place: `generate` finds
-        # it cached whole and samples at once, without evaluating anything again.
-        tokens = llama.generate(
-            prompt,
-            top_k=0,
-            top_p=params.top_p,
-            min_p=0.0,
-            typical_p=1.0,
-            temp=params.temperature,
-            repeat_penalty=1.0,
-            frequency_penalty=params.frequency_penalty,
-            presence_penalty=params.presence_penalty,
-            logits_processor=logits_processor,
-            grammar=grammar,
-        )
-        try:
-            for token in tokens:
-                if token in end_of_generation:
-                    reason = "stop"
-                    break
-                produced += 1
-                text = decode(pieces[token])
-                logprobs = () if top_logprobs is None else (self._logprob(token, top_logprobs),)
-                if stops is not None:
-                    text, stopped = stops.push(text)
-                    if stopped:
-                        yield Piece(text, 1, logprobs)
-                        yield Finish("stop", produced)
-                        return
-                yield Piece(text, 1, logprobs)
-                if cancel.is_set():
-                    return
-                if produced >= limit:
-                    break
-        finally:
-            tokens.close()
-        tail = decode(b"", final=True)
-        if stops is not None:
-            tail, stopped = stops.push(tail)
-            if stopped:
-                reason = "stop"
-            else:
-                tail += stops.flush()
-        if tail:
-            yield Piece(tail, 0)
-        yield Finish(reason, produced)
-
-    def _evaluate_prompt(self, prompt: list[int], cancel: threading.Event) -> bool:
-        """Bring the KV cache to ``prompt``, reusing what the class docstring allows.
-
-        Returns False, with the cache consistent, if ``cancel`` was set between two chunks.
-        """
-        llama = self._llama
-        key = tuple(prompt)
-        if self._evaluated == key and llama.n_tokens >= len(prompt):
-            llama.n_tokens = len(prompt)  # `generate` drops the rest from the cache
-            self._last_logits()[:] = self._evaluated_logits
-            return True
-        self._evaluated = None
-        plan = self._plan(prompt)
-        kept = shared_chunks(self._chunks[: self._chunks_done], llama.input_ids, plan, prompt)
-        self._chunks, self._chunks_done = plan, kept
-        # `eval` drops the cache from `n_tokens` on before it evaluates.
-        llama.n_tokens = plan[kept - 1][1] if kept else 0
-        try:
-            for begin, end in plan[kept:]:
-                if cancel.is_set():
-                    return False
-                llama.eval(prompt[begin:end])
-                self._chunks_done += 1
-        except BaseException:
-            llama.n_tokens = self._chunks_done = 0  # the cache's contents are unknown now
-            raise
-        self._evaluated = key
-        self._evaluated_logits = self._last_logits().copy()
-        return True
+        return gbnf
 
     def _plan(self, prompt: Sequence[int]) -> list[tuple[int, int]]:
         """The chunks that evaluate ``prompt``, whatever the cache holds."""
+        vocabulary = self._vocabulary
         turns = turn_boundaries(
-            prompt, self._end_of_generation, self._opens_turn, self._breaks_line
+            prompt, vocabulary.end_of_generation, vocabulary.opens_turn, vocabulary.breaks_line
         )
         return chunk_plan(prompt, PROMPT_CHUNK, turns)
 
-    def _last_logits(self, row: int = -1) -> np.ndarray[Any, np.dtype[np.single]]:
-        """The logits of an output row of the last evaluation (by default its last one).
+    def _prompt_piece(self, token: int) -> bytes:
+        """A prompt token's bytes, a control token as the text that wrote it (so they join)."""
+        return self._vocabulary.pieces[token] or self._vocabulary.special_piece(token)
 
-        llama.cpp's own buffer, not a copy.
-        """
-        pointer = llama_cpp.llama_get_logits_ith(self._llama.ctx, row)
-        return np.ctypeslib.as_array(pointer, shape=(self._vocab_size,))
-
-    def _logprob(
-        self, token: int, top: int, row: int = -1, data: bytes | None = None
-    ) -> TokenLogprob:
-        # With logits_all=False llama.cpp keeps the logits of the last evaluated position,
-        # which is exactly the one `token` was sampled from: no need for logits_all's
-        # context x vocabulary buffer.
-        logits = self._last_logits(row)
-        shifted = logits - logits.max()
-        log_total = float(np.log(np.exp(shifted).sum()))
-        alternatives: tuple[TopLogprob, ...] = ()
-        if top:
-            best = np.argpartition(shifted, -top)[-top:]
-            best = best[np.argsort(-shifted[best], kind="stable")]
-            alternatives = tuple(
-                TopLogprob(
-                    self._pieces[t].decode("utf-8", "replace"),
-                    self._pieces[t],
-                    float(shifted[t]) - log_total,
-                )
-                for t in best.tolist()
-            )
-        if data is None:
-            data = self._pieces[token]
-        return TokenLogprob(
-            data.decode("utf-8", "replace"), data, float(shifted[token]) - log_total, alternatives
-        )
-
-
-def _token_pieces(vocab: Any, vocab_size: int, *, special: bool) -> list[bytes]:
-    """Every token's bytes, looked up once so that the token loop indexes a list."""
-    buffer = ctypes.create_string_buffer(_PIECE_BUFFER_SIZE)
-    return [_piece(vocab, token, special, buffer) for token in range(vocab_size)]
-
-
-def _piece(vocab: Any, token: int, special: bool, buffer: Any = None) -> bytes:
-    if buffer is None:
-        buffer = ctypes.create_string_buffer(_PIECE_BUFFER_SIZE)
-    size = llama_cpp.llama_token_to_piece(vocab, token, buffer, len(buffer), 0, special)
-    if size < 0:  # longer than the buffer: ask again with the size llama.cpp needs
-        buffer = ctypes.create_string_buffer(-size)
-        size = llama_cpp.llama_token_to_piece(vocab, token, buffer, len(buffer), 0, special)
-    return buffer.raw[:size]
-
-
-def _special_text(vocab: Any, token: int) -> str:
-    return _piece(vocab, token, True).decode("utf-8", "replace") if token >= 0 else ""
+    def _prompt_pieces(self, prompt: Sequence[int]) -> tuple[bytes, ...]:
+        return tuple(self._prompt_piece(token) for token in prompt)
 
 
 def _text_content(content: Any) -> Any:

@@ -1,4 +1,4 @@
-"""The one module that reaches into llama-cpp-python's internals, and its version check.
+"""The llama.cpp handles the engine holds, and the version check.
 
 Every test here needs llama-cpp-python: the module under test imports it. It is imported when a
 test runs, so that ``pytest -m "not model"`` collects this file without it.
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
-import numpy as np
 import pytest
 
 pytestmark = pytest.mark.model
@@ -20,13 +20,6 @@ def llama_cpp() -> ModuleType:
     import llama_cpp
 
     return llama_cpp
-
-
-@pytest.fixture(scope="module")
-def low_level() -> ModuleType:
-    import llama_cpp.llama_cpp as low_level
-
-    return low_level
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +35,7 @@ def test_the_installed_release_is_supported(bindings: ModuleType, llama_cpp: Mod
 
 @pytest.mark.parametrize(
     ("version", "expected"),
-    [("0.3.16", True), ("0.3.36", True), ("0.3.15", False), ("0.4.0", False), ("x.y", False)],
+    [("0.3.36", True), ("0.3.99", True), ("0.3.35", False), ("0.4.0", False), ("x.y", False)],
 )
 def test_supported_releases(bindings: ModuleType, version: str, expected: bool) -> None:
     assert bindings.supported(version) is expected
@@ -50,37 +43,45 @@ def test_supported_releases(bindings: ModuleType, version: str, expected: bool) 
 
 @pytest.mark.parametrize("extra_buffer_types", [False, True])
 def test_the_model_loads_with_extra_buffer_types_as_asked(
-    bindings: ModuleType, low_level: ModuleType, model_path: Path, extra_buffer_types: bool
+    bindings: ModuleType,
+    llama_cpp: ModuleType,
+    model_path: Path,
+    extra_buffer_types: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    default = low_level.llama_model_default_params
-    llama = bindings.open_llama(
-        str(model_path), extra_buffer_types=extra_buffer_types, n_ctx=64, verbose=False
-    )
+    real_load = llama_cpp.llama_model_load_from_file
+    seen: list[Any] = []
+
+    def recording_load(path: bytes, params: Any) -> Any:
+        seen.append((params.use_extra_bufts, params.n_gpu_layers, params.load_mode))
+        return real_load(path, params)
+
+    monkeypatch.setattr(llama_cpp, "llama_model_load_from_file", recording_load)
+    model = bindings.load_model(str(model_path), extra_buffer_types=extra_buffer_types)
     try:
-        assert llama.model_params.use_extra_bufts is extra_buffer_types
-        assert low_level.llama_model_default_params is default  # put back after the load
-        assert low_level.llama_model_default_params().use_extra_bufts  # llama.cpp's default
+        assert seen == [(extra_buffer_types, 0, llama_cpp.LLAMA_LOAD_MODE_MMAP)]
     finally:
-        llama.close()
+        llama_cpp.llama_model_free(model)
 
 
-def test_decode_every_row_gives_a_row_per_position(
+def test_a_file_that_is_no_model_is_a_value_error(bindings: ModuleType, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"not a gguf file at all")
+    with pytest.raises(ValueError, match="could not load"):
+        bindings.load_model(str(junk), extra_buffer_types=False)
+
+
+def test_a_context_has_a_stream_per_sequence_rounded_to_256_tokens(
     bindings: ModuleType, llama_cpp: ModuleType, model_path: Path
 ) -> None:
-    llama = bindings.open_llama(str(model_path), extra_buffer_types=False, n_ctx=64, verbose=False)
+    model = bindings.load_model(str(model_path), extra_buffer_types=False)
     try:
-        tokens = llama.tokenize(b"The sea is deep and wide", add_bos=False)
-        bindings.decode_every_row(llama, tokens, 0)
-        rows = [
-            np.ctypeslib.as_array(
-                llama_cpp.llama_get_logits_ith(llama.ctx, row), shape=(llama.n_vocab(),)
-            ).copy()
-            for row in range(len(tokens))
-        ]
-        # Each row predicts a different next token's distribution.
-        assert not np.array_equal(rows[0], rows[-1])
-        bindings.clear_cache(llama)
-        llama.n_tokens = 0
-        llama.eval(tokens)  # a cleared cache takes the same tokens from position 0 again
+        context = bindings.new_context(model, context_size=300, sequences=3, threads=1)
+        try:
+            assert llama_cpp.llama_n_seq_max(context) == 3
+            assert llama_cpp.llama_n_ctx_seq(context) == 512
+            assert llama_cpp.llama_n_ctx(context) == 3 * 512
+        finally:
+            llama_cpp.llama_free(context)
     finally:
-        llama.close()
+        llama_cpp.llama_model_free(model)

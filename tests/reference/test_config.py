@@ -26,7 +26,7 @@ def test_default_serves_the_six_names_on_one_default_model() -> None:
     assert config.server.max_waiting == 8
     assert not config.auth_enabled
     keys = {model.engine_key() for model in config.models.values()}
-    assert keys == {(str(default_model_path()), 2048, None, None, False)}
+    assert keys == {(str(default_model_path()), 2048, 4, None, None, False)}
     assert not config.models["mythomax"].extra_buffer_types
 
 
@@ -46,6 +46,7 @@ def test_file_layers_over_the_defaults(tmp_path: Path) -> None:
         [models.mythomax]
         path = "models/big.gguf"
         context_size = 4096
+        parallel = 2
         threads = 2
         chat_format = "chatml"
         extra_buffer_types = true
@@ -62,6 +63,7 @@ def test_file_layers_over_the_defaults(tmp_path: Path) -> None:
     mythomax = config.models["mythomax"]
     assert mythomax.path == tmp_path / "models" / "big.gguf"  # relative to the file
     assert (mythomax.context_size, mythomax.threads, mythomax.chat_format) == (4096, 2, "chatml")
+    assert (mythomax.parallel, config.models["asha"].parallel) == (2, 4)
     assert mythomax.extra_buffer_types
     assert config.models["extra"] == ModelConfig(name="extra")
 
@@ -124,6 +126,9 @@ def test_command_line_values_win() -> None:
         ("[models.asha]\ncontext = 1\n", "unknown key(s) context"),
         ("[models.asha]\ncontext_size = 4\n", "context_size: must be >= 16"),
         ("[models.asha]\nthreads = 0\n", "threads: must be >= 1"),
+        ("[models.asha]\nparallel = 0\n", "parallel: must be between 1 and 256"),
+        ("[models.asha]\nparallel = 257\n", "parallel: must be between 1 and 256"),
+        ("[models.asha]\nparallel = 2.0\n", "parallel: must be an integer"),
         ("[models.asha]\nextra_buffer_types = 1\n", "extra_buffer_types: must be true or false"),
         ("[[keys]]\nmodels = ['*']\n", "exactly one of key or key_env"),
         ("[[keys]]\nkey_env = 'UNSET_VARIABLE_FOR_TEST'\n", "is not set"),

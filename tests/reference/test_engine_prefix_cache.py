@@ -1,8 +1,9 @@
 """The engine reuses the KV cache of earlier prompts without changing a single logit.
 
 Each request's pieces (text and logprobs, compared exactly as floats) must be what a freshly
-loaded engine gives for it, whatever ran before on the warm one. A spy on ``Llama.eval`` (the
-real call still runs) shows that the cache really was reused, so that equality proves something.
+loaded engine gives for it, whatever ran before on the warm one. A spy on the engine's decode
+calls (the real calls still run) shows that the cache really was reused, so that equality proves
+something.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from reference.engine import Finish, Piece, SamplingParams
+from reference.engine import EngineError, Finish, Piece, SamplingParams
+from reference.engine._decoder import DecodeFailed
 from reference.engine._prefix import PROMPT_CHUNK, shared_chunks
 from tests.reference.conftest import TEST_CONTEXT_SIZE
 
@@ -47,26 +49,39 @@ def run(engine: LlamaEngine, prompt: Sequence[int], params: SamplingParams) -> l
     return list(engine.generate(prompt, params, threading.Event()))
 
 
+def record_decodes(
+    engine: LlamaEngine, monkeypatch: pytest.MonkeyPatch, after: Callable[[Evals], None]
+) -> Evals:
+    """Record each decode call of one sequence as ``(first position, token count)``.
+
+    A prompt chunk is one call of its length; a generated token, one call of 1 (one sequence
+    runs here, so a step decodes only its token). ``after(calls)`` runs after each real call.
+    """
+    decoder = engine._decoder
+    calls: Evals = []
+    real_evaluate, real_step = decoder.evaluate, decoder.step
+
+    def recording_evaluate(stream: int, tokens: Sequence[int], begin: int, **kwargs: Any) -> None:
+        calls.append((begin, len(tokens)))
+        real_evaluate(stream, tokens, begin, **kwargs)
+        after(calls)
+
+    def recording_step(entries: Sequence[tuple[int, int, int]]) -> None:
+        calls.extend((position, 1) for _, _, position in entries)
+        real_step(entries)
+        after(calls)
+
+    monkeypatch.setattr(decoder, "evaluate", recording_evaluate)
+    monkeypatch.setattr(decoder, "step", recording_step)
+    return calls
+
+
 @pytest.fixture
 def spy(monkeypatch: pytest.MonkeyPatch) -> Callable[[LlamaEngine], Evals]:
-    """Record each ``eval`` of tokens by an engine's Llama as ``(first position, token count)``.
-
-    ``Llama.generate`` calls ``eval([])`` when its prompt is cached whole: that evaluates
-    nothing and is not recorded.
-    """
+    """Record each decode call of an engine as ``(first position, token count)``."""
 
     def attach(engine: LlamaEngine) -> Evals:
-        llama = engine._llama
-        calls: Evals = []
-        real_eval = llama.eval
-
-        def recording_eval(tokens: Sequence[int]) -> None:
-            if len(tokens):
-                calls.append((llama.n_tokens, len(tokens)))
-            real_eval(tokens)
-
-        monkeypatch.setattr(llama, "eval", recording_eval)
-        return calls
+        return record_decodes(engine, monkeypatch, lambda calls: None)
 
     return attach
 
@@ -187,18 +202,12 @@ def cancel_after(
     engine: LlamaEngine, monkeypatch: pytest.MonkeyPatch, chunks: int, cancel: threading.Event
 ) -> Evals:
     """Set ``cancel`` once ``chunks`` evaluations have run (as a client leaving would)."""
-    llama = engine._llama
-    calls: Evals = []
-    real_eval = llama.eval
 
-    def eval_then_maybe_cancel(tokens: Sequence[int]) -> None:
-        calls.append((llama.n_tokens, len(tokens)))
-        real_eval(tokens)
+    def maybe_cancel(calls: Evals) -> None:
         if len(calls) == chunks:
             cancel.set()
 
-    monkeypatch.setattr(llama, "eval", eval_then_maybe_cancel)
-    return calls
+    return record_decodes(engine, monkeypatch, maybe_cancel)
 
 
 @pytest.fixture(scope="module")
@@ -258,19 +267,20 @@ def test_an_engine_error_mid_prompt_leaves_a_cache_that_serves_the_next_request(
     long_prompt_fresh: list[Any],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    llama = engine._llama
-    real_eval = llama.eval
+    decoder = engine._decoder
+    real_evaluate = decoder.evaluate
     calls = 0
 
-    def failing_eval(tokens: Sequence[int]) -> None:
+    def failing_evaluate(stream: int, tokens: Sequence[int], begin: int, **kwargs: Any) -> None:
         nonlocal calls
         calls += 1
         if calls == 2:
-            raise RuntimeError("llama_decode returned -1")
-        real_eval(tokens)
+            raise DecodeFailed("llama_decode returned -1")
+        real_evaluate(stream, tokens, begin, **kwargs)
 
-    monkeypatch.setattr(llama, "eval", failing_eval)
-    with pytest.raises(RuntimeError, match="llama_decode"):
+    run(engine, [1, 2, 3], SamplingParams(max_tokens=1))  # nothing reusable for the prompt
+    monkeypatch.setattr(decoder, "evaluate", failing_evaluate)
+    with pytest.raises(EngineError, match="llama_decode"):
         run(engine, long_prompt[:-7], REQUESTS[0])
-    monkeypatch.setattr(llama, "eval", real_eval)
+    monkeypatch.setattr(decoder, "evaluate", real_evaluate)
     assert run(engine, long_prompt, REQUESTS[0]) == long_prompt_fresh

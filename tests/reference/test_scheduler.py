@@ -14,6 +14,7 @@ from reference.engine import (
     ContextOverflow,
     Engine,
     Finish,
+    Outlet,
     Piece,
     SamplingParams,
 )
@@ -27,10 +28,19 @@ if TYPE_CHECKING:
 PATIENCE = 10.0
 
 
-class ScriptedEngine:
-    """A stand-in engine for the scheduler's own rules: it sleeps instead of decoding.
+class _Scripted:
+    __slots__ = ("cancel", "outlet", "params", "produced")
 
-    A ``held`` engine starts each generation but produces nothing until ``released`` is set,
+    def __init__(self, params: SamplingParams, cancel: Any, outlet: Outlet) -> None:
+        self.params, self.cancel, self.outlet, self.produced = params, cancel, outlet, 0
+
+
+class ScriptedEngine:
+    """A stand-in engine for the scheduler's own rules: a step sleeps instead of decoding.
+
+    Each step gives every generation it holds one piece. It runs every generation it is given
+    at once, whatever its ``parallel`` says: what keeps them to ``parallel`` is the runner
+    (``most_running`` shows it). A ``held`` engine produces nothing until ``released`` is set,
     so that a test can act while a generation is certainly still running.
     """
 
@@ -39,17 +49,27 @@ class ScriptedEngine:
     vocab_size = 16
 
     def __init__(
-        self, *, delay: float = 0.01, fail_after: int | None = None, held: bool = False
+        self,
+        *,
+        delay: float = 0.01,
+        fail_after: int | None = None,
+        held: bool = False,
+        parallel: int = 1,
     ) -> None:
         self.delay = delay
         self.fail_after = fail_after
+        self.parallel = parallel
         self.produced = 0
-        self.running = 0
         self.most_running = 0
+        self.step_threads: set[int] = set()
         self.released = threading.Event()
         if not held:
             self.released.set()
-        self._lock = threading.Lock()
+        self._generations: list[_Scripted] = []
+
+    @property
+    def running(self) -> int:
+        return len(self._generations)
 
     def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
         return [1] * len(text)
@@ -64,51 +84,73 @@ class ScriptedEngine:
         if len(prompt_tokens) >= self.context_size:
             raise ContextOverflow(len(prompt_tokens), self.context_size)
 
+    def submit(
+        self, prompt_tokens: Sequence[int], params: SamplingParams, cancel: Any, outlet: Outlet
+    ) -> None:
+        self.check(prompt_tokens, params)
+        self._generations.append(_Scripted(params, cancel, outlet))
+        self.most_running = max(self.most_running, self.running)
+
+    def step(self) -> bool:
+        self.step_threads.add(threading.get_ident())
+        for generation in [g for g in self._generations if g.cancel.is_set()]:
+            self._end(generation)
+        if not self.released.wait(0.005):
+            return bool(self._generations)
+        time.sleep(self.delay)
+        for generation in list(self._generations):
+            if generation.produced == self.fail_after:
+                self._end(generation, RuntimeError("the engine broke"))
+                continue
+            generation.produced += 1
+            self.produced += 1
+            items: list[Piece | Finish] = [Piece("x", 1)]
+            if generation.produced == generation.params.max_tokens:
+                items.append(Finish("length", generation.produced))
+            generation.outlet.put(items)
+            if generation.produced == generation.params.max_tokens:
+                self._end(generation)
+        return bool(self._generations)
+
     def generate(
         self, prompt_tokens: Sequence[int], params: SamplingParams, cancel: threading.Event
     ) -> Iterator[Piece | Finish]:
-        self.check(prompt_tokens, params)
-        return self._run(params, cancel)
+        raise NotImplementedError("the runner submits and steps")
 
     def close(self) -> None:
         pass
 
-    def _run(self, params: SamplingParams, cancel: threading.Event) -> Iterator[Piece | Finish]:
-        with self._lock:
-            self.running += 1
-            self.most_running = max(self.most_running, self.running)
-        try:
-            for index in range(params.max_tokens):
-                while not self.released.wait(0.005):
-                    if cancel.is_set():
-                        return
-                if cancel.is_set():
-                    return
-                time.sleep(self.delay)
-                if index == self.fail_after:
-                    raise RuntimeError("the engine broke")
-                self.produced += 1
-                yield Piece("x", 1)
-            yield Finish("length", params.max_tokens)
-        finally:
-            with self._lock:
-                self.running -= 1
+    def _end(self, generation: _Scripted, error: BaseException | None = None) -> None:
+        self._generations.remove(generation)
+        generation.outlet.close(error)
 
 
 class CountingEngine:
-    """The real engine, counting what it yields, to see when a cancelled generation stops."""
+    """The real engine, counting the pieces it hands out, to see when a cancelled one stops."""
 
     def __init__(self, inner: LlamaEngine) -> None:
         self.inner = inner
         self.name = inner.name
+        self.parallel = inner.parallel
         self.produced = 0
 
-    def generate(
-        self, prompt_tokens: Sequence[int], params: SamplingParams, cancel: threading.Event
-    ) -> Iterator[Piece | Finish]:
-        for item in self.inner.generate(prompt_tokens, params, cancel):
-            self.produced += 1
-            yield item
+    def submit(
+        self, prompt_tokens: Sequence[int], params: SamplingParams, cancel: Any, outlet: Outlet
+    ) -> None:
+        engine = self
+
+        class Counted:
+            def put(self, items: Sequence[Any]) -> None:
+                engine.produced += len(items)
+                outlet.put(items)
+
+            def close(self, error: BaseException | None = None) -> None:
+                outlet.close(error)
+
+        self.inner.submit(prompt_tokens, params, cancel, Counted())
+
+    def step(self) -> bool:
+        return self.inner.step()
 
 
 async def collect(runner: ModelRunner, prompt: Sequence[int], params: SamplingParams) -> list[Any]:
@@ -164,6 +206,83 @@ def test_reservations_run_one_after_another_in_arrival_order(
         assert end <= start
     for items in results:
         assert items[-1] == Finish("length", 6)
+
+
+def test_parallel_reservations_run_at_once_and_the_rest_wait_in_arrival_order() -> None:
+    engine = ScriptedEngine(delay=0.01, held=True, parallel=2)
+    started: list[int] = []
+
+    async def request(number: int, runner: ModelRunner) -> list[Any]:
+        async with runner.reserve() as slot:
+            started.append(number)
+            return [item async for item in slot.generate([1], SamplingParams(max_tokens=3))]
+
+    async def main() -> None:
+        runner = ModelRunner(engine, max_waiting=4)
+        tasks = []
+        for number in range(5):
+            tasks.append(asyncio.create_task(request(number, runner)))
+            await asyncio.sleep(0)  # each arrives after the one before
+        await until(lambda: engine.running == 2 and runner.waiting == 3, "two running")
+        assert started == [0, 1]
+        engine.released.set()
+        assert [len(items) for items in await asyncio.gather(*tasks)] == [4] * 5
+        await runner.close()
+
+    asyncio.run(main())
+    assert started == [0, 1, 2, 3, 4]
+    assert engine.most_running == 2
+
+
+def test_the_generations_of_one_reservation_run_side_by_side() -> None:
+    engine = ScriptedEngine(delay=0.01, parallel=1)
+
+    async def main() -> list[list[Any]]:
+        runner = ModelRunner(engine, max_waiting=1)
+        async with runner.reserve() as slot:
+
+            async def one(tokens: int) -> list[Any]:
+                return [
+                    item async for item in slot.generate([1], SamplingParams(max_tokens=tokens))
+                ]
+
+            results = await asyncio.gather(one(3), one(5), one(4))
+        assert not runner.busy
+        await runner.close()
+        return results
+
+    assert [len(items) for items in asyncio.run(main())] == [4, 6, 5]
+    # A reservation's choices share the engine's steps (the engine bounds them by its streams).
+    assert engine.most_running == 3
+
+
+def test_a_step_reaches_the_loop_in_one_call() -> None:
+    engine = ScriptedEngine(delay=0.02, parallel=3)
+
+    async def main() -> None:
+        runner = ModelRunner(engine, max_waiting=1)
+        loop = asyncio.get_running_loop()
+        calls = 0
+        real = loop.call_soon_threadsafe
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            return real(*args, **kwargs)
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        try:
+            results = await asyncio.gather(
+                *(collect(runner, [1], SamplingParams(max_tokens=10)) for _ in range(3))
+            )
+        finally:
+            loop.call_soon_threadsafe = real  # type: ignore[method-assign]
+        assert [len(items) for items in results] == [11, 11, 11]
+        # 3 x 11 items (and 3 ends) in about 10 steps: a call per step, not per item.
+        assert calls <= 14, calls
+        await runner.close()
+
+    asyncio.run(main())
 
 
 def test_a_full_queue_is_refused_at_once_with_a_retry_estimate() -> None:
@@ -249,21 +368,20 @@ def test_a_request_cancelled_during_its_prompt_frees_the_model_before_the_prompt
     text = " ".join(f"Entry {n}: the lamp was lit at dusk." for n in range(60))
     long_prompt = engine.tokenize(text, add_bos=False, special=False)[: engine.context_size - 8]
     short_prompt = engine.tokenize("The sea is", add_bos=False, special=False)
-    llama = engine._llama
-    real_eval = llama.eval
+    decoder = engine._decoder
+    real_evaluate = decoder.evaluate
     evaluated: list[int] = []  # the length of each prompt chunk evaluated, in order
 
     async def main() -> list[Any]:
         loop = asyncio.get_running_loop()
         first_chunk_done = asyncio.Event()
 
-        def spying_eval(tokens: Sequence[int]) -> None:
-            real_eval(tokens)
-            if len(tokens) > 1:
-                evaluated.append(len(tokens))
-                loop.call_soon_threadsafe(first_chunk_done.set)
+        def spying_evaluate(stream: int, tokens: Sequence[int], begin: int, **kwargs: Any) -> None:
+            real_evaluate(stream, tokens, begin, **kwargs)
+            evaluated.append(len(tokens))
+            loop.call_soon_threadsafe(first_chunk_done.set)
 
-        monkeypatch.setattr(llama, "eval", spying_eval)
+        monkeypatch.setattr(decoder, "evaluate", spying_evaluate)
         runner = ModelRunner(engine, max_waiting=2)
         victim = asyncio.create_task(collect(runner, long_prompt, SamplingParams(max_tokens=5)))
         await first_chunk_done.wait()
@@ -471,22 +589,10 @@ def test_close_stops_what_outlasts_the_grace_and_turns_waiters_away() -> None:
     assert engine.running == 0
 
 
-class ThreadRecordingEngine(ScriptedEngine):
-    """A scripted engine that notes the thread each generation runs on."""
-
-    def __init__(self) -> None:
-        super().__init__(delay=0.0)
-        self.threads: list[int] = []
-
-    def _run(self, params: SamplingParams, cancel: threading.Event) -> Iterator[Piece | Finish]:
-        self.threads.append(threading.get_ident())
-        yield from super()._run(params, cancel)
-
-
-def test_the_warm_up_runs_on_the_thread_every_generation_runs_on() -> None:
+def test_the_warm_up_runs_on_the_thread_every_step_runs_on() -> None:
     # llama.cpp keeps OpenMP workers per calling thread: a warm-up on another thread would
     # leave a second team competing with the first for the whole life of the server.
-    engine = ThreadRecordingEngine()
+    engine = ScriptedEngine(delay=0.0)
     runner = ModelRunner(engine, max_waiting=2)
     warmed: list[int] = []
 
@@ -498,5 +604,5 @@ def test_the_warm_up_runs_on_the_thread_every_generation_runs_on() -> None:
 
     asyncio.run(main())
     assert len(warmed) == 1
-    assert engine.threads == warmed * 3
+    assert engine.step_threads == set(warmed)
     assert warmed[0] != threading.get_ident()  # off the event loop, all the same

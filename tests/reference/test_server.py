@@ -121,14 +121,25 @@ def test_a_client_gone_mid_stream_stops_its_generation(server: ServerProcess) ->
     assert "closed early (client gone)" in server.log()
 
 
-def test_full_queue_is_429(tmp_path: Path) -> None:
-    with start_server(tmp_path, config_toml="[server]\nmax_waiting = 0\n") as small:
+#: Every Mimic name on one engine that decodes two sequences together.
+TWO_AT_A_TIME = "".join(
+    f"[models.{name}]\nparallel = 2\n"
+    for name in ("mythomax", "asha", "soji", "mixtral", "mistral", "mobile")
+)
+
+
+def test_requests_beyond_parallel_and_a_full_queue_are_429(tmp_path: Path) -> None:
+    config = "[server]\nmax_waiting = 0\n" + TWO_AT_A_TIME
+    with start_server(tmp_path, config_toml=config) as small:
         with (
             httpx.Client(base_url=small.base_url, timeout=120) as http,
-            http.stream("POST", COMPLETIONS, json=long_stream_body(300)) as busy,
+            http.stream("POST", COMPLETIONS, json=long_stream_body(300)) as first,
+            http.stream("POST", COMPLETIONS, json=long_stream_body(300)) as second,
         ):
-            lines = busy.iter_lines()  # held: dropping it would close the connection
-            assert len(read_events(lines, 2)) == 2
+            # Both stream at once (each is held: dropping it would close the connection).
+            held = [first.iter_lines(), second.iter_lines()]
+            assert [len(read_events(lines, 2)) for lines in held] == [2, 2]
+            assert len(read_events(held[0], 2)) == 2
             refused = httpx.post(
                 f"{small.base_url}{CHAT}",
                 json={
