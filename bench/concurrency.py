@@ -20,7 +20,8 @@ Each round, each server gets:
   long), a new prompt: its tokens/s (request to last event) and time to first token;
 - four such streams at once, four new prompts: their aggregate tokens/s (all tokens over the
   time from the first request to the last event), whether every stream was complete, and the
-  time to first token of the one that waited longest (the fourth client);
+  time to first token of the one that waited longest (the fourth client); then four streams
+  of one new prompt (four clients asking the same), for the fourth client's first token;
 - for servers that honour ``n``: one request with ``n = 4`` at ``--choice-tokens`` tokens,
   against four requests one after another with the same prompt and the four seeds.
 
@@ -164,6 +165,10 @@ def measure_round(contender: Contender, asked: Callable[[], int], args: argparse
     record["four streams: complete (of 4)"].append(sum(s.complete for s in four))
     record["ratio: four streams / one alone"].append(aggregate / (alone.tokens / alone.total))
     record["ratio: fourth first token / lone"].append(fourth / alone.first)
+    same = together(contender.url, [prompt(asked())] * 4, args.tokens)
+    fourth_same = max(s.first for s in same)
+    record["four streams, one prompt: fourth first token (ms)"].append(fourth_same * 1000)
+    record["ratio: one prompt, fourth first token / lone"].append(fourth_same / alone.first)
     if not contender.honours_n:
         return
     seed = asked()

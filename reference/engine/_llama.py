@@ -304,6 +304,8 @@ class LlamaEngine:
         self._candidates = Candidates(self._vocab_size)
         self._queue: collections.deque[Generation] = collections.deque()
         self._running: list[Generation] = []
+        # Whether the next step goes to prompts (and first tokens) rather than to decoding.
+        self._prompt_turn = False
         vocabulary = self._vocabulary
         # A model cannot sample from nothing: an empty prompt is evaluated as its BOS token,
         # as llama-cpp-python's create_completion does.
@@ -428,19 +430,31 @@ class LlamaEngine:
         return generation
 
     def step(self) -> bool:
-        """Advance every submitted generation one step; return whether any remains.
+        """Make one decode call's worth of progress; return whether any generation remains.
 
-        A generation's items reach its outlet by the end of the step that produced them, and
-        its outlet is closed in the step it ends in: after its `Finish`, or without one once
-        its ``cancel`` is set, or with the `EngineError` that ended it.
+        A step first drops cancelled generations and gives waiting ones free streams, then
+        either decodes the next token of every running generation, or evaluates one chunk of a
+        prompt and samples the first token of each generation whose prompt is ready. While
+        there is work of both kinds, the two alternate: a long prompt delays running
+        generations by one chunk per token. A generation's items reach its outlet by the end
+        of the step that produced them (so a first token is handed over before the next decode
+        call), and its outlet is closed in the step it ends in: after its `Finish`, or without
+        one once its ``cancel`` is set, or with the `EngineError` that ended it.
         """
         try:
             self._drop_cancelled()
-            self._admit()
+            # Gaps closed first, then newcomers beside the block: the decoding sequences stay
+            # in consecutive streams while a newcomer's prompt is evaluated.
             self._compact()
-            self._evaluate_a_chunk()
-            self._sample_first_tokens()
-            self._decode_running()
+            self._admit()
+            decoding = any(g.phase is Phase.DECODING for g in self._running)
+            if self._prompt_turn or not decoding:
+                self._evaluate_a_chunk()
+                self._sample_first_tokens()
+                self._prompt_turn = False
+            else:
+                self._decode_running()
+                self._prompt_turn = any(g.phase is not Phase.DECODING for g in self._running)
         except BaseException as error:
             # A fault of the engine's own, not of one request: every generation ends with it,
             # and no stream is trusted any more.
@@ -510,12 +524,13 @@ class LlamaEngine:
                 self._end(generation)
 
     def _admit(self) -> None:
-        """Give waiting generations the lowest free streams, first come first served."""
+        """Give waiting generations free streams, first come first served (`Streams.place`)."""
         while self._queue:
-            stream = self._streams.lowest_free()
+            generation = self._queue[0]
+            stream = self._streams.place(generation.prompt, generation.plan)
             if stream is None:
                 return
-            generation = self._queue.popleft()
+            self._queue.popleft()
             self._streams.take(stream, generation)
             generation.stream = stream
             self._running.append(generation)
@@ -550,16 +565,13 @@ class LlamaEngine:
             generation.phase, generation.next_chunk = Phase.PROMPT, kept
 
     def _compact(self) -> None:
-        """Move sequences down into free streams below them, so the running ones are 0..k-1."""
-        owners = self._streams.owners
-        while (free := self._streams.lowest_free()) is not None:
-            highest = max((s for s, owner in enumerate(owners) if owner is not None), default=-1)
-            if highest < free:
-                return
-            moved = owners[highest]
+        """Close gaps between owned streams, so that one decode call is one pass."""
+        while (move := self._streams.gap()) is not None:
+            source, target = move
+            moved = self._streams.owners[source]
             assert moved is not None
-            self._streams.move(highest, free)
-            moved.stream = free
+            self._streams.move(source, target)
+            moved.stream = target
 
     def _evaluate_a_chunk(self) -> None:
         """Evaluate the next chunk of the first generation (by arrival) that has prompt left."""

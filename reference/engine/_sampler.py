@@ -42,8 +42,12 @@ class Candidates:
             raise RuntimeError("llama_token_data is not laid out as (id, logit, p)")
         self._data = (llama_cpp.llama_token_data * vocab_size)()
         self._view = np.frombuffer(self._data, dtype=_TOKEN_DATA)
-        self._fresh = np.zeros(vocab_size, dtype=_TOKEN_DATA)
-        self._fresh["id"] = np.arange(vocab_size, dtype=np.int32)
+        self._logits = self._view["logit"]
+        fresh = np.zeros(vocab_size, dtype=_TOKEN_DATA)
+        fresh["id"] = np.arange(vocab_size, dtype=np.int32)
+        # Copied back with one memmove before each sample (a structured numpy copy of the same
+        # bytes took 250 us here; this and the logits, 40 us).
+        self._fresh = fresh.tobytes()
         self._array = llama_cpp.llama_token_data_array(
             data=self._data, size=vocab_size, selected=-1, sorted=False
         )
@@ -52,9 +56,8 @@ class Candidates:
 
     def fill(self, logits: np.ndarray[Any, np.dtype[np.single]]) -> Any:
         """Every token with its logit and p = 0, in id order, unsorted, none selected."""
-        view = self._view
-        view[:] = self._fresh  # samplers reorder and cut the array in place
-        view["logit"] = logits
+        ctypes.memmove(self._data, self._fresh, len(self._fresh))  # samplers reorder it in place
+        self._logits[:] = logits
         array = self._array
         array.size = self._size
         array.selected = -1

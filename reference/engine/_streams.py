@@ -11,12 +11,17 @@ most with it, the way the engine has always reused its one cache, now over every
   with exactly the calls a fresh stream would make, so that no logit changes;
 - nothing shared: the whole prompt is evaluated.
 
-A sequence always runs in the lowest free stream (`reference.engine._decoder` says why), so
-where the best match lies in another stream it is copied over (a few milliseconds; evaluating
-one 32-token chunk takes about 120 ms here). Cells never move within a stream: a stream holds
-positions ``0 .. length - 1`` in cells ``0 .. length - 1``, because it only ever grows at its
-end, is cut back from a position on, or is copied whole. That is what keeps a copied or kept
-prefix exactly what a fresh evaluation would compute.
+Where a new sequence runs (`Streams.place`): in the free stream that holds the most of its
+prompt, else in the free stream used least recently, so that one request after another keeps
+``parallel`` prompts cached; but beside the sequences already running, whose streams must stay
+consecutive (`reference.engine._decoder` says why). Where the best match lies in another
+stream, it is copied over (a few milliseconds; evaluating one 32-token chunk takes about 120 ms
+here).
+
+Cells never move within a stream: a stream holds positions ``0 .. length - 1`` in cells
+``0 .. length - 1``, because it only ever grows at its end, is cut back from a position on, or
+is copied whole. That is what keeps a copied or kept prefix exactly what a fresh evaluation
+would compute.
 """
 
 from __future__ import annotations
@@ -76,13 +81,39 @@ class Streams(Generic[Owner]):
         self._decoder = decoder
         self.contents = [StreamContent() for _ in range(decoder.streams)]
         self.owners: list[Owner | None] = [None] * decoder.streams
+        self._used = [0] * decoder.streams
+        self._clock = 0
 
-    def lowest_free(self) -> int | None:
-        """The lowest stream no sequence owns, or None if all are owned."""
-        for stream, owner in enumerate(self.owners):
-            if owner is None:
-                return stream
-        return None
+    def place(self, prompt: Sequence[int], plan: Sequence[tuple[int, int]]) -> int | None:
+        """The free stream a new sequence should run in, or None if every stream is owned.
+
+        Beside the owned streams if there are any (just below or above them, so they stay
+        consecutive; anywhere if neither is free, and `gap` then says what to move). Of the
+        streams allowed, the one holding the best match for ``prompt`` if it is one of them,
+        else the one used least recently.
+        """
+        free = [stream for stream, owner in enumerate(self.owners) if owner is None]
+        if not free:
+            return None
+        owned = [stream for stream, owner in enumerate(self.owners) if owner is not None]
+        if owned:
+            beside = [s for s in (owned[0] - 1, owned[-1] + 1) if s in free]
+            free = beside or free
+        match = self.best_match(prompt, plan)
+        if match is not None and match.stream in free:
+            return match.stream
+        return min(free, key=self._used.__getitem__)
+
+    def gap(self) -> tuple[int, int] | None:
+        """A move that closes a gap between owned streams, ``(source, target)``; None if none.
+
+        The owner of the highest owned stream moves to the lowest free stream between them.
+        """
+        owned = [stream for stream, owner in enumerate(self.owners) if owner is not None]
+        if len(owned) < 2 or owned[-1] - owned[0] == len(owned) - 1:
+            return None
+        target = next(s for s in range(owned[0], owned[-1]) if self.owners[s] is None)
+        return owned[-1], target
 
     def best_match(self, prompt: Sequence[int], plan: Sequence[tuple[int, int]]) -> Match | None:
         """The stream that lets ``prompt`` evaluate least, or None if no stream shares a chunk.
@@ -110,6 +141,11 @@ class Streams(Generic[Owner]):
     def release(self, stream: int) -> None:
         """The owner leaves; the cells stay for whoever can reuse them."""
         self.owners[stream] = None
+        self._touch(stream)
+
+    def _touch(self, stream: int) -> None:
+        self._clock += 1
+        self._used[stream] = self._clock
 
     def start(
         self,
@@ -131,6 +167,7 @@ class Streams(Generic[Owner]):
         if match.stream != stream:
             self._decoder.copy(match.stream, stream)
             self.contents[stream] = replace(self.contents[match.stream])
+            self._touch(match.stream)
         content = self.contents[stream]
         if match.whole:
             self._cut(stream, len(prompt))
