@@ -1,6 +1,7 @@
 """What batching several sequences into one ``llama_decode`` per step buys, and whether it is exact.
 
-Run:  python bench/batched_decode.py [--sequences 4] [--tokens 150] [--rounds 3] [--split-kv]
+Run:  python bench/batched_decode.py [--sequences 4] [--tokens 150] [--rounds 3]
+                                     [--unified-kv] [--flash-attention]
 
 The groundwork for continuous batching (one decode step over the next token of every running
 sequence, each in its own ``seq_id``). Straight on llama.cpp's C API through llama-cpp-python's
@@ -9,8 +10,10 @@ others (``llama_memory_seq_cp``), then each round decodes ``--tokens`` greedy to
 sequence alone and for ``--sequences`` sequences side by side, one batch per step. Prints the
 aggregate tokens/s of both and their ratio per round (alternating, in one run), whether sequence 0
 batched picked the same tokens as alone, and the largest difference between its logits alone and
-in the batch over the first 30 steps (0.0: batching changes no number). ``--split-kv`` gives
-each sequence its own KV stream (llama.cpp's default) instead of one unified cache.
+in the batch over the first 30 steps (0.0: batching changes no number). By default the context
+is the engine's (`reference.engine._bindings.new_context`): a KV stream per sequence, flash
+attention off. ``--unified-kv`` shares one cache among the sequences, ``--flash-attention``
+turns it on: the settings the engine measured and did not take.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ PROMPT = (
 class Decoder:
     """One context over the model, able to decode up to ``sequences`` sequences per step."""
 
-    def __init__(self, model_path: Path, sequences: int, *, unified: bool) -> None:
+    def __init__(
+        self, model_path: Path, sequences: int, *, unified: bool, flash_attention: bool
+    ) -> None:
         llama.llama_backend_init()
         self.model = llama.llama_model_load_from_file(
             str(model_path).encode(), llama.llama_model_default_params()
@@ -47,6 +52,11 @@ class Decoder:
         params.n_seq_max = sequences
         params.n_threads = params.n_threads_batch = 2
         params.kv_unified = unified
+        params.flash_attn_type = (
+            llama.LLAMA_FLASH_ATTN_TYPE_ENABLED
+            if flash_attention
+            else llama.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
         self.context = llama.llama_init_from_model(self.model, params)
         self.memory = llama.llama_get_memory(self.context)
         self.batch = llama.llama_batch_init(512, 0, sequences)
@@ -113,9 +123,13 @@ def main() -> None:
     parser.add_argument("--sequences", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=150)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--split-kv", action="store_true", help="one KV stream per sequence")
+    parser.add_argument("--unified-kv", action="store_true", help="one KV cache for all sequences")
+    parser.add_argument("--flash-attention", action="store_true", help="flash attention on")
+
     args = parser.parse_args()
-    decoder = Decoder(args.model, args.sequences, unified=not args.split_kv)
+    decoder = Decoder(
+        args.model, args.sequences, unified=args.unified_kv, flash_attention=args.flash_attention
+    )
     steps = args.tokens - 1
     for round_number in range(args.rounds):
         alone, alone_seconds, alone_rows = decoder.greedy(1, args.tokens)

@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 import falcon.asgi
+from aiostream.stream import merge
 
 from reference import streaming
 from reference.engine import Finish, InvalidRequest, Piece, PromptLogprobs, SamplingParams
@@ -116,53 +117,6 @@ async def _together(coroutines: list[Coroutine[Any, Any, _T]]) -> list[_T]:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _merged(sources: list[AsyncIterator[_T]]) -> AsyncIterator[_T]:
-    """The items of ``sources`` run side by side, each source's in order, as they come.
-
-    The first error of a source cancels the others and is raised; so does closing the merge.
-    """
-    if len(sources) == 1:
-        async with aclosing(sources[0]) as only:  # type: ignore[type-var]
-            async for item in only:
-                yield item
-        return
-    arrived: asyncio.Queue[Any] = asyncio.Queue()
-    ended = object()
-
-    async def pump(source: AsyncIterator[_T]) -> None:
-        try:
-            async with aclosing(source):  # type: ignore[type-var]
-                async for item in source:
-                    arrived.put_nowait(item)
-        except Exception as error:
-            arrived.put_nowait(_Failed(error))
-        finally:
-            arrived.put_nowait(ended)
-
-    tasks = [asyncio.ensure_future(pump(source)) for source in sources]
-    try:
-        remaining = len(tasks)
-        while remaining:
-            item = await arrived.get()
-            if item is ended:
-                remaining -= 1
-            elif item.__class__ is _Failed:
-                raise item.error
-            else:
-                yield item
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-class _Failed:
-    __slots__ = ("error",)
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-
-
 async def _complete(plan: Plan, slot: Slot) -> dict[str, Any]:
     """Generate every choice, side by side, and return the `chat.completion` object.
 
@@ -256,7 +210,10 @@ async def _chunks(plan: Plan, slot: Slot) -> AsyncIterator[dict[str, Any]]:
     builder = _builder(plan)
     echoes = _PromptEchoes()
     choices = [_choice_chunks(plan, slot, builder, echoes, choice) for choice in plan.choices()]
-    async with aclosing(_merged(choices)) as chunks:
+    # Several choices run side by side (aiostream: the first error cancels the others, and so
+    # does leaving early); a single one streams without a task in between.
+    merged = aclosing(choices[0]) if len(choices) == 1 else merge(*choices).stream()
+    async with merged as chunks:
         async for chunk in chunks:
             yield chunk
     if plan.include_usage:

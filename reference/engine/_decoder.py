@@ -37,6 +37,8 @@ class Decoder:
 
     def __init__(self, context: Any, vocab_size: int) -> None:
         self._context = context
+        self.context = context
+        """llama.cpp's context, for samplers that read a row where it lies."""
         self._vocab_size = vocab_size
         self._memory = llama_cpp.llama_get_memory(context)
         self.streams: int = llama_cpp.llama_n_seq_max(context)

@@ -30,7 +30,7 @@ import os
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -639,7 +639,8 @@ class LlamaEngine:
                 logits = generation.logits
                 assert logits is not None
                 generation.logits = None
-                self._sample(generation, logits)
+                token = generation.sampler.sample(self._candidates, logits)
+                self._take(generation, token, lambda logits=logits: logits)
                 if generation.running:
                     generation.phase = Phase.DECODING
 
@@ -659,15 +660,16 @@ class LlamaEngine:
                 self._end(generation, error)
             return
         decoder = self._decoder
+        context = decoder.context
         for row, generation in enumerate(decoding):
             assert generation.stream is not None
             self._streams.decoded(generation.stream)
             generation.position += 1
-            self._sample(generation, decoder.row(row))
+            token = generation.sampler.sample_at(context, row)
+            self._take(generation, token, lambda row=row: decoder.row(row))
 
-    def _sample(self, generation: Generation, logits: Any) -> None:
-        """Sample the generation's next token from ``logits``; end it if that finishes it."""
-        token = generation.sampler.sample(self._candidates, logits)
+    def _take(self, generation: Generation, token: int, logits: Callable[[], Any]) -> None:
+        """Hand the generation its sampled token; end it if that finishes it."""
         vocabulary = self._vocabulary
         if generation.take(
             token,

@@ -7,12 +7,15 @@ order, with the logit bias as llama.cpp's own sampler where ``Llama`` ran a Pyth
 over the vocabulary each token (the same float additions, without the Python). So a request
 with a seed gives the text it gave before the engine decoded several sequences together.
 
-A sampler reads a row of logits that the caller hands it, not a row of the context: a
-sequence's first token comes from its prompt's last logits, which may have been computed by
-another request with the same prompt (and kept), and the others from the rows of a decode
-call shared by several sequences. `Candidates` is the one vocabulary-sized array of
-llama.cpp's token data that every sampler of an engine fills and sorts in turn, rebuilt from
-the row exactly as ``llama_sampler_sample`` builds it from the context.
+A sequence's tokens after the first come from its row of a decode call shared by several
+sequences: `TokenSampler.sample_at` has llama.cpp sample it where it lies, in one call
+(``llama_sampler_sample``: each ctypes call gives up Python's lock and takes it back, and on two
+cores the event loop thread, writing the last token out, holds it often; five calls a token
+instead of one cost about 5% of a stream's speed). Its first token comes from its prompt's last
+logits, which may have been computed by another request with the same prompt and kept:
+`TokenSampler.sample` reads such a row through `Candidates`, the one vocabulary-sized array of
+llama.cpp's token data that every sampler of an engine fills in turn, built from the row
+exactly as ``llama_sampler_sample`` builds it from the context.
 """
 
 from __future__ import annotations
@@ -140,6 +143,10 @@ class TokenSampler:
         if not sampler:
             raise RuntimeError("llama.cpp could not make a sampler")
         llama_cpp.llama_sampler_chain_add(self._chain, sampler)
+
+    def sample_at(self, context: Any, index: int) -> int:
+        """Choose the next token from the ``index``-th row of ``context``'s last decode call."""
+        return int(llama_cpp.llama_sampler_sample(self._chain, context, index))
 
     def sample(self, candidates: Candidates, logits: np.ndarray[Any, np.dtype[np.single]]) -> int:
         """Choose the next token from ``logits`` and remember it (penalties, grammar)."""

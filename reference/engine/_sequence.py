@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import enum
+from collections.abc import Callable
 from collections.abc import Sequence as Tokens
 from typing import Any, Literal
 
@@ -123,18 +124,21 @@ class Sequence:
     def take(
         self,
         token: int,
-        logits: np.ndarray[Any, np.dtype[np.single]],
+        logits: Callable[[], np.ndarray[Any, np.dtype[np.single]]],
         *,
         pieces: Tokens[bytes],
         end_of_generation: frozenset[int],
     ) -> bool:
-        """Turn a sampled ``token`` into items; return True when the generation is finished."""
+        """Turn a sampled ``token`` into items; return True when the generation is finished.
+
+        ``logits()`` gives the row it was sampled from, asked for only to report logprobs.
+        """
         if token in end_of_generation:
             return self._finish("stop")
         self._produced += 1
         text = self._decode_text(pieces[token])
         top = self.params.top_logprobs
-        logprobs = () if top is None else (token_logprob(logits, token, top, pieces),)
+        logprobs = () if top is None else (token_logprob(logits(), token, top, pieces),)
         if self._stops is not None:
             text, stopped = self._stops.push(text)
             if stopped:
