@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import statistics
 import sys
@@ -48,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from server_stream import MODEL_NAMES, peak_rss_mb, server
+from server_stream import MODEL_NAMES, peak_rss_mb, server, streamed_choices
 
 from conformance.server_process import LOCALHOST, free_port
 
@@ -96,25 +95,15 @@ def stream(url: str, messages: list[dict[str, str]], tokens: int, start: float) 
         "logit_bias": NO_END,
     }
     first = 0.0
-    events = 0
     finish = None
     with (
         httpx.Client(timeout=600) as client,
         client.stream("POST", url, json=body) as response,
     ):
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                break
-            for choice in json.loads(data).get("choices", []):
-                if (choice.get("delta") or {}).get("content"):
-                    events += 1
-                    if not first:
-                        first = time.perf_counter() - start
-                finish = choice.get("finish_reason") or finish
+        for choice in streamed_choices(response):
+            if (choice.get("delta") or {}).get("content") and not first:
+                first = time.perf_counter() - start
+            finish = choice.get("finish_reason") or finish
     return Stream(tokens, first, time.perf_counter() - start, finish == "length")
 
 

@@ -38,10 +38,11 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -134,6 +135,18 @@ def bench_config(model: Path, args: argparse.Namespace, extra: list[str]) -> Pat
     return config
 
 
+def streamed_choices(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    """Each choice of each chunk of a streamed chat completion, until ``[DONE]``."""
+    response.raise_for_status()
+    for line in response.iter_lines():
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        yield from json.loads(data).get("choices", [])
+
+
 def http_streamer(
     client: httpx.Client, url: str, model: str
 ) -> Callable[[int, Messages], tuple[str, float, float]]:
@@ -149,18 +162,11 @@ def http_streamer(
         start = time.perf_counter()
         ttft = 0.0
         with client.stream("POST", url, json=body, timeout=300) as response:
-            response.raise_for_status()
-            for line in response.iter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    break
-                for choice in json.loads(data).get("choices", []):
-                    piece = (choice.get("delta") or {}).get("content") or ""
-                    if piece and not ttft:
-                        ttft = time.perf_counter() - start
-                    parts.append(piece)
+            for choice in streamed_choices(response):
+                piece = (choice.get("delta") or {}).get("content") or ""
+                if piece and not ttft:
+                    ttft = time.perf_counter() - start
+                parts.append(piece)
         return "".join(parts), ttft, time.perf_counter() - start
 
     return run

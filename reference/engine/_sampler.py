@@ -96,48 +96,46 @@ class TokenSampler:
             llama_cpp.llama_sampler_chain_default_params()
         )
         try:
-            self._build(vocabulary, vocab_size, params, penalty_window, grammar)
+            add = self._add
+            if params.logit_bias:
+                biases = (llama_cpp.llama_logit_bias * len(params.logit_bias))(
+                    *(
+                        llama_cpp.llama_logit_bias(token, bias)
+                        for token, bias in params.logit_bias.items()
+                    )
+                )
+                add(llama_cpp.llama_sampler_init_logit_bias(vocab_size, len(biases), biases))
+            add(
+                llama_cpp.llama_sampler_init_penalties(
+                    vocab_size,
+                    penalty_window,
+                    1.0,
+                    params.frequency_penalty,
+                    params.presence_penalty,
+                )
+            )
+            if grammar is not None:
+                add(
+                    llama_cpp.llama_sampler_init_grammar(
+                        vocabulary, grammar.encode("utf-8"), b"root"
+                    )
+                )
+            if params.temperature == 0.0:
+                add(llama_cpp.llama_sampler_init_greedy())
+            else:
+                # ``Llama.generate``'s chain with the engine's settings: top_k 0, typical_p 1
+                # and min_p 0 change nothing, but they stay so that the order of the
+                # candidates (which the seeded draw walks) is the one it always was.
+                add(llama_cpp.llama_sampler_init_top_k(0))
+                add(llama_cpp.llama_sampler_init_typical(1.0, 1))
+                add(llama_cpp.llama_sampler_init_top_p(params.top_p, 1))
+                add(llama_cpp.llama_sampler_init_min_p(0.0, 1))
+                add(llama_cpp.llama_sampler_init_temp(params.temperature))
+                seed = RANDOM_SEED if params.seed is None else params.seed % RANDOM_SEED
+                add(llama_cpp.llama_sampler_init_dist(seed))
         except BaseException:
             self.close()
             raise
-
-    def _build(
-        self,
-        vocabulary: Any,
-        vocab_size: int,
-        params: SamplingParams,
-        penalty_window: int,
-        grammar: str | None,
-    ) -> None:
-        add = self._add
-        if params.logit_bias:
-            biases = (llama_cpp.llama_logit_bias * len(params.logit_bias))(
-                *(
-                    llama_cpp.llama_logit_bias(token, bias)
-                    for token, bias in params.logit_bias.items()
-                )
-            )
-            add(llama_cpp.llama_sampler_init_logit_bias(vocab_size, len(biases), biases))
-        add(
-            llama_cpp.llama_sampler_init_penalties(
-                vocab_size, penalty_window, 1.0, params.frequency_penalty, params.presence_penalty
-            )
-        )
-        if grammar is not None:
-            add(llama_cpp.llama_sampler_init_grammar(vocabulary, grammar.encode("utf-8"), b"root"))
-        if params.temperature == 0.0:
-            add(llama_cpp.llama_sampler_init_greedy())
-            return
-        # ``Llama.generate``'s chain with the engine's settings: top_k 0, typical_p 1 and
-        # min_p 0 change nothing, but they stay so that the order of the candidates (which
-        # the seeded draw walks) is the one it always was.
-        add(llama_cpp.llama_sampler_init_top_k(0))
-        add(llama_cpp.llama_sampler_init_typical(1.0, 1))
-        add(llama_cpp.llama_sampler_init_top_p(params.top_p, 1))
-        add(llama_cpp.llama_sampler_init_min_p(0.0, 1))
-        add(llama_cpp.llama_sampler_init_temp(params.temperature))
-        seed = RANDOM_SEED if params.seed is None else params.seed % RANDOM_SEED
-        add(llama_cpp.llama_sampler_init_dist(seed))
 
     def _add(self, sampler: Any) -> None:
         if not sampler:
