@@ -36,7 +36,6 @@ class Decoder:
     """Decode calls over one context's KV streams. Use it from one thread at a time."""
 
     def __init__(self, context: Any, vocab_size: int) -> None:
-        self._context = context
         self.context = context
         """llama.cpp's context, for samplers that read a row where it lies."""
         self._vocab_size = vocab_size
@@ -88,7 +87,7 @@ class Decoder:
 
         llama.cpp's own buffer, not a copy: valid until the next call.
         """
-        pointer = llama_cpp.llama_get_logits_ith(self._context, index)
+        pointer = llama_cpp.llama_get_logits_ith(self.context, index)
         if not pointer:
             raise EngineError(f"llama.cpp has no output row {index} for the last decode call")
         return np.ctypeslib.as_array(pointer, shape=(self._vocab_size,))
@@ -112,6 +111,6 @@ class Decoder:
 
     def _decode(self) -> None:
         self.calls += 1
-        status = llama_cpp.llama_decode(self._context, self._batch)
+        status = llama_cpp.llama_decode(self.context, self._batch)
         if status != 0:
             raise DecodeFailed(f"llama_decode returned {status}")
