@@ -15,9 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from reference.engine import Finish, Piece, PromptLogprobs, SamplingParams
-from reference.engine._llama import _Collected
-from reference.engine._sequence import Phase
+from reference.engine import Finish, Item, Piece, PromptLogprobs, SamplingParams
 from tests.reference.conftest import TEST_CONTEXT_SIZE
 
 if TYPE_CHECKING:
@@ -26,6 +24,21 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.model
 
 Request = tuple[list[int], SamplingParams]
+
+
+class Collected:
+    """An outlet that keeps what it receives and how it ended."""
+
+    def __init__(self) -> None:
+        self.items: list[Item] = []
+        self.closed = False
+        self.error: BaseException | None = None
+
+    def put(self, items: Sequence[Item]) -> None:
+        self.items.extend(items)
+
+    def close(self, error: BaseException | None = None) -> None:
+        self.closed, self.error = True, error
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +71,9 @@ def alone(engine: LlamaEngine, request: Request) -> list[Any]:
 
 def together(
     engine: LlamaEngine, requests: Sequence[Request], *, cancel: dict[int, int] | None = None
-) -> list[_Collected]:
+) -> list[Collected]:
     """Submit every request at once and step until all are done; cancel request i at step n."""
-    outlets = [_Collected() for _ in requests]
+    outlets = [Collected() for _ in requests]
     flags = [threading.Event() for _ in requests]
     for (prompt, params), flag, outlet in zip(requests, flags, outlets, strict=True):
         engine.submit(prompt, params, flag, outlet)
@@ -251,7 +264,7 @@ def test_a_long_prompt_delays_running_sequences_by_a_chunk_per_token(
 ) -> None:
     text = " ".join(f"Entry {n}: the lamp was lit at dusk and the sea was calm." for n in range(30))
     long_prompt = batching.tokenize(text, add_bos=True, special=False)[:300]
-    running, newcomer = _Collected(), _Collected()
+    running, newcomer = Collected(), Collected()
     batching.submit(
         prompts[1], SamplingParams(max_tokens=40, temperature=0), threading.Event(), running
     )
@@ -300,6 +313,8 @@ def test_more_generations_than_streams_take_turns_and_stay_exact(
     ]
     expected = [alone(batching, request) for request in requests]
     decoded: list[list[int]] = []
+    from reference.engine._sequence import Phase
+
     skipped: list[Phase | None] = []
     real_step = batching._decoder.step
 
@@ -346,7 +361,7 @@ def test_a_new_prompt_copies_what_another_stream_shares_with_it(
         fresh.close()
     # The first prompt runs in stream 0 and stays there; the second goes to stream 1 and
     # starts from a copy of what stream 0 holds of it.
-    holder, copier = _Collected(), _Collected()
+    holder, copier = Collected(), Collected()
     batching.submit(first, SamplingParams(max_tokens=30, temperature=0), threading.Event(), holder)
     while not holder.items:
         batching.step()

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from reference.engine import EngineError, Finish, Piece, SamplingParams
-from reference.engine._decoder import DecodeFailed
 from reference.engine._prefix import PROMPT_CHUNK, shared_chunks
 from tests.reference.conftest import TEST_CONTEXT_SIZE
 
@@ -267,6 +266,8 @@ def test_an_engine_error_mid_prompt_leaves_a_cache_that_serves_the_next_request(
     long_prompt_fresh: list[Any],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from reference.engine._decoder import DecodeFailed
+
     decoder = engine._decoder
     real_evaluate = decoder.evaluate
     calls = 0
