@@ -6,7 +6,8 @@ Measures, alternating the contenders round by round in one run (machines here ar
 and noisy, so only ratios taken side by side mean anything):
 
 - (a) llama-cpp-python in-process, `create_chat_completion(stream=True)`;
-- (b) the reference server over HTTP, streaming chat;
+- (b) the reference server over HTTP, streaming chat, computing what (a) computes: ``--threads``
+  and flash attention off (llama-cpp-python's default), so that b/a is the cost of the server;
 - (c) llama-cpp-python's own server (`python -m llama_cpp.server`), if its extra is installed;
 - (e) the reference server as a user starts it: its own default config and no settings (so
   llama.cpp runs the thread count the server chooses for this host, not `--threads`);
@@ -126,6 +127,7 @@ def bench_config(model: Path, args: argparse.Namespace, extra: list[str]) -> Pat
         "path": f'"{model}"',
         "context_size": str(args.context),
         "threads": str(args.threads),
+        "flash_attention": "false",
     }
     for line in extra:
         key, _, value = line.partition("=")

@@ -86,6 +86,14 @@ class ModelConfig:
     side by side (README, "Hosts").
     Turn them on for a model whose quantization has repacked kernels on a host that runs them.
     """
+    flash_attention: bool = True
+    """llama.cpp's fused attention kernel, where attention is otherwise two matrix products.
+
+    On by default: measured side by side on 2 cores, it decoded SmolLM2 11 % faster alone and
+    16 % faster four sequences together, and batching stays exact with it (a sequence beside
+    others gets the logits it gets alone). It computes other roundings, so a seed gives other
+    texts than with it off; ``false`` gives the texts of the releases before it was on.
+    """
 
     def model_path(self) -> Path:
         """The file to load: `path`, or where the default model is installed."""
@@ -95,7 +103,7 @@ class ModelConfig:
 
         return default_model_path()
 
-    def engine_key(self) -> tuple[str, int, int, int | None, str | None, bool]:
+    def engine_key(self) -> tuple[str, int, int, int | None, str | None, bool, bool]:
         """Names with equal keys share one loaded engine."""
         return (
             str(self.model_path()),
@@ -104,6 +112,7 @@ class ModelConfig:
             self.threads,
             self.chat_format,
             self.extra_buffer_types,
+            self.flash_attention,
         )
 
 
@@ -327,7 +336,15 @@ class _Reader:
         if not name or any(c.isspace() for c in name):
             raise self.fail(where, "a model name must be non-empty and without spaces")
         allowed = frozenset(
-            {"path", "context_size", "parallel", "threads", "chat_format", "extra_buffer_types"}
+            {
+                "path",
+                "context_size",
+                "parallel",
+                "threads",
+                "chat_format",
+                "extra_buffer_types",
+                "flash_attention",
+            }
         )
         table = self.table(raw, where, allowed)
         values: dict[str, Any] = {"name": name}
@@ -351,6 +368,10 @@ class _Reader:
         if "extra_buffer_types" in table:
             values["extra_buffer_types"] = self.boolean(
                 table["extra_buffer_types"], f"{where} extra_buffer_types"
+            )
+        if "flash_attention" in table:
+            values["flash_attention"] = self.boolean(
+                table["flash_attention"], f"{where} flash_attention"
             )
         return ModelConfig(**values)
 

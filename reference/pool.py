@@ -175,6 +175,7 @@ class ModelPool:
                         threads=first.threads,
                         chat_format=first.chat_format,
                         extra_buffer_types=first.extra_buffer_types,
+                        flash_attention=first.flash_attention,
                     )
                     runner = ModelRunner(engine, max_waiting=self._config.server.max_waiting)
                     try:

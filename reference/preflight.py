@@ -165,6 +165,7 @@ def _settings(model: ModelConfig) -> dict[str, Any]:
         "threads": model.threads,
         "chat_format": model.chat_format,
         "extra_buffer_types": model.extra_buffer_types,
+        "flash_attention": model.flash_attention,
     }
 
 
@@ -269,6 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         threads=settings["threads"],
         chat_format=settings["chat_format"],
         extra_buffer_types=settings["extra_buffer_types"],
+        flash_attention=settings["flash_attention"],
     )
     try:
         exercise(engine, started)

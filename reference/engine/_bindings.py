@@ -11,13 +11,13 @@ batch, each with its own sampler. This module makes the long-lived handles:
   logits then never depend on what the other sequences hold or where in the cache its cells
   lie: measured on SmolLM2 Q4_1, a sequence decoded beside three others, with others joining,
   leaving and copied into other streams, gave exactly the logits it gives alone (largest
-  difference 0.0), where one unified cache shared by all sequences did not (without flash
-  attention: other tokens from the second step on; with it: as soon as a sequence that ended
-  left a hole that a running one filled).
+  difference 0.0), with flash attention on or off, where one unified cache shared by all
+  sequences did not (without flash attention: other tokens from the second step on; with it:
+  as soon as a sequence that ended left a hole that a running one filled).
 
-Every other setting is what ``Llama(model, n_ctx=..., n_threads=...)`` used, so that with one
-sequence the engine computes exactly what it computed when it was built on ``Llama``: the
-tests compare the two (tests/reference/test_engine_batching.py).
+Every other setting is what ``Llama(model, n_ctx=..., n_threads=..., flash_attn=...)`` uses,
+so that with one sequence the engine computes exactly what ``Llama`` computes: the tests
+compare the two (tests/reference/test_engine_batching.py).
 
 The module checks at import that the installed release is one it was written against, so that
 a release that changes these structures breaks here, in tests/reference/test_bindings.py.
@@ -90,12 +90,15 @@ def load_model(path: str, *, extra_buffer_types: bool) -> Any:
     return model
 
 
-def new_context(model: Any, *, context_size: int, sequences: int, threads: int) -> Any:
+def new_context(
+    model: Any, *, context_size: int, sequences: int, threads: int, flash_attention: bool
+) -> Any:
     """A context of ``sequences`` KV streams of ``context_size`` tokens each.
 
-    llama.cpp rounds each stream up to a multiple of 256 tokens; ``llama_n_ctx_seq`` tells
-    the size it got. Raise ValueError if llama.cpp cannot make it (out of memory, say). Free
-    it with ``llama_cpp.llama_free``.
+    ``flash_attention`` chooses llama.cpp's fused attention kernel over its matrix products
+    (see `reference.config.ModelConfig.flash_attention`). llama.cpp rounds each stream up to a
+    multiple of 256 tokens; ``llama_n_ctx_seq`` tells the size it got. Raise ValueError if
+    llama.cpp cannot make it (out of memory, say). Free it with ``llama_cpp.llama_free``.
     """
     params = llama_cpp.llama_context_default_params()
     params.n_ctx = context_size * sequences
@@ -103,9 +106,13 @@ def new_context(model: Any, *, context_size: int, sequences: int, threads: int) 
     params.kv_unified = False
     params.n_batch = params.n_ubatch = BATCH_CAPACITY
     params.n_threads = params.n_threads_batch = threads
-    # What `Llama` set where llama.cpp's defaults differ (flash attention above all: llama.cpp
-    # enables it where it can, which gives other numbers than the kernels used so far).
-    params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    # Asked for, not left to llama.cpp's "auto": the kernel decides the numbers a seed gives.
+    params.flash_attn_type = (
+        llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        if flash_attention
+        else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    )
+    # What `Llama` set where llama.cpp's defaults differ.
     params.rope_scaling_type = llama_cpp.LLAMA_ROPE_SCALING_TYPE_UNSPECIFIED
     params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED
     params.attention_type = llama_cpp.LLAMA_ATTENTION_TYPE_UNSPECIFIED

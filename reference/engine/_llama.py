@@ -168,6 +168,7 @@ def load_engine(
     chat_template: str | None = None,
     name: str | None = None,
     extra_buffer_types: bool = False,
+    flash_attention: bool = True,
 ) -> LlamaEngine:
     """Load a GGUF model and return its engine.
 
@@ -180,7 +181,9 @@ def load_engine(
     one of `CHAT_FORMATS` or ``chat_template`` gives Jinja source; give at most one of the
     two. ``name`` defaults to the file's stem. ``extra_buffer_types`` turns on llama.cpp's
     weight repacking at load (AMX and other kernels): off by default, see
-    `reference.config.ModelConfig.extra_buffer_types` for why.
+    `reference.config.ModelConfig.extra_buffer_types` for why. ``flash_attention`` runs
+    llama.cpp's fused attention kernel: faster, and other numbers than without it (see
+    `reference.config.ModelConfig.flash_attention`).
     """
     path = Path(model_path)
     if isinstance(context_size, bool) or not isinstance(context_size, int) or context_size < 2:
@@ -214,7 +217,11 @@ def load_engine(
             raise EngineError(f"{path} carries no chat template: give chat_format or chat_template")
         try:
             context = _bindings.new_context(
-                model, context_size=context_size, sequences=parallel, threads=threads
+                model,
+                context_size=context_size,
+                sequences=parallel,
+                threads=threads,
+                flash_attention=flash_attention,
             )
         except ValueError as error:
             raise EngineError(f"cannot load the model {path}: {error}") from error
@@ -225,6 +232,7 @@ def load_engine(
         model,
         context,
         name=name or path.stem,
+        flash_attention=flash_attention,
         chat_template=chat_template,
         penalty_window=context_size,
     )
@@ -291,11 +299,19 @@ class LlamaEngine:
     """
 
     def __init__(
-        self, model: Any, context: Any, *, name: str, chat_template: str, penalty_window: int
+        self,
+        model: Any,
+        context: Any,
+        *,
+        name: str,
+        chat_template: str,
+        penalty_window: int,
+        flash_attention: bool,
     ) -> None:
         self._model = model
         self._context = context
         self._name = name
+        self._flash_attention = flash_attention
         self._penalty_window = penalty_window
         self._vocabulary = Vocabulary(model)
         self._vocab_size = self._vocabulary.size
@@ -323,6 +339,11 @@ class LlamaEngine:
     def name(self) -> str:
         """The model's name, for logs and benchmarks."""
         return self._name
+
+    @property
+    def flash_attention(self) -> bool:
+        """Whether llama.cpp computes attention with its fused kernel (it decides the numbers)."""
+        return self._flash_attention
 
     @property
     def context_size(self) -> int:

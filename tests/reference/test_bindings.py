@@ -76,7 +76,9 @@ def test_a_context_has_a_stream_per_sequence_rounded_to_256_tokens(
 ) -> None:
     model = bindings.load_model(str(model_path), extra_buffer_types=False)
     try:
-        context = bindings.new_context(model, context_size=300, sequences=3, threads=1)
+        context = bindings.new_context(
+            model, context_size=300, sequences=3, threads=1, flash_attention=True
+        )
         try:
             assert llama_cpp.llama_n_seq_max(context) == 3
             assert llama_cpp.llama_n_ctx_seq(context) == 512
@@ -85,3 +87,35 @@ def test_a_context_has_a_stream_per_sequence_rounded_to_256_tokens(
             llama_cpp.llama_free(context)
     finally:
         llama_cpp.llama_model_free(model)
+
+
+@pytest.mark.parametrize("flash_attention", [False, True])
+def test_flash_attention_is_asked_for_as_given_never_left_to_llama_cpp(
+    bindings: ModuleType,
+    llama_cpp: ModuleType,
+    model_path: Path,
+    flash_attention: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_init = llama_cpp.llama_init_from_model
+    seen: list[int] = []
+
+    def recording_init(model: Any, params: Any) -> Any:
+        seen.append(params.flash_attn_type)
+        return real_init(model, params)
+
+    monkeypatch.setattr(llama_cpp, "llama_init_from_model", recording_init)
+    model = bindings.load_model(str(model_path), extra_buffer_types=False)
+    try:
+        context = bindings.new_context(
+            model, context_size=256, sequences=1, threads=1, flash_attention=flash_attention
+        )
+        llama_cpp.llama_free(context)
+    finally:
+        llama_cpp.llama_model_free(model)
+    expected = (
+        llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        if flash_attention
+        else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    )
+    assert seen == [expected]

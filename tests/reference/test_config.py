@@ -26,8 +26,9 @@ def test_default_serves_the_six_names_on_one_default_model() -> None:
     assert config.server.max_waiting == 8
     assert not config.auth_enabled
     keys = {model.engine_key() for model in config.models.values()}
-    assert keys == {(str(default_model_path()), 2048, 4, None, None, False)}
+    assert keys == {(str(default_model_path()), 2048, 4, None, None, False, True)}
     assert not config.models["mythomax"].extra_buffer_types
+    assert config.models["mythomax"].flash_attention
 
 
 def test_a_dataclass_default_equals_the_packaged_default() -> None:
@@ -50,6 +51,7 @@ def test_file_layers_over_the_defaults(tmp_path: Path) -> None:
         threads = 2
         chat_format = "chatml"
         extra_buffer_types = true
+        flash_attention = false
 
         [models.extra]
         """,
@@ -65,6 +67,8 @@ def test_file_layers_over_the_defaults(tmp_path: Path) -> None:
     assert (mythomax.context_size, mythomax.threads, mythomax.chat_format) == (4096, 2, "chatml")
     assert (mythomax.parallel, config.models["asha"].parallel) == (2, 4)
     assert mythomax.extra_buffer_types
+    assert not mythomax.flash_attention
+    assert mythomax.engine_key() != config.models["asha"].engine_key()
     assert config.models["extra"] == ModelConfig(name="extra")
 
 
@@ -130,6 +134,7 @@ def test_command_line_values_win() -> None:
         ("[models.asha]\nparallel = 257\n", "parallel: must be between 1 and 256"),
         ("[models.asha]\nparallel = 2.0\n", "parallel: must be an integer"),
         ("[models.asha]\nextra_buffer_types = 1\n", "extra_buffer_types: must be true or false"),
+        ("[models.asha]\nflash_attention = 'on'\n", "flash_attention: must be true or false"),
         ("[[keys]]\nmodels = ['*']\n", "exactly one of key or key_env"),
         ("[[keys]]\nkey_env = 'UNSET_VARIABLE_FOR_TEST'\n", "is not set"),
         ("[[keys]]\nkey = 'k'\nmodels = ['gpt-9']\n", "names no configured model: gpt-9"),

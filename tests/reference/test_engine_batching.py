@@ -41,12 +41,18 @@ class Collected:
         self.closed, self.error = True, error
 
 
-@pytest.fixture(scope="module")
-def batching(model_path: Path) -> Iterator[LlamaEngine]:
-    """An engine that decodes three sequences together."""
+@pytest.fixture(scope="module", params=[True, False], ids=["flash-attention", "no-flash-attention"])
+def batching(model_path: Path, request: pytest.FixtureRequest) -> Iterator[LlamaEngine]:
+    """An engine that decodes three sequences together, with either attention kernel."""
     from reference.engine import load_engine
 
-    loaded = load_engine(model_path, context_size=TEST_CONTEXT_SIZE, parallel=3, threads=2)
+    loaded = load_engine(
+        model_path,
+        context_size=TEST_CONTEXT_SIZE,
+        parallel=3,
+        threads=2,
+        flash_attention=request.param,
+    )
     yield loaded
     loaded.close()
 
@@ -123,6 +129,7 @@ def llama_cpp_python_text(
         n_threads=2,
         n_threads_batch=2,
         last_n_tokens_size=TEST_CONTEXT_SIZE,
+        flash_attn=engine.flash_attention,
         verbose=False,
     )
     try:
@@ -354,7 +361,12 @@ def test_a_new_prompt_copies_what_another_stream_shares_with_it(
 
     first, second = chat("What did you see?"), chat("What did you eat?")
     params = SamplingParams(max_tokens=5, temperature=1.0, seed=9, top_logprobs=1)
-    fresh = load_engine(model_path, context_size=TEST_CONTEXT_SIZE, threads=2)
+    fresh = load_engine(
+        model_path,
+        context_size=TEST_CONTEXT_SIZE,
+        threads=2,
+        flash_attention=batching.flash_attention,
+    )
     try:
         expected = alone(fresh, (second, params))
     finally:

@@ -20,7 +20,9 @@ def decoder(model_path: Path) -> Iterator[Any]:
     from reference.engine._decoder import Decoder
 
     model = _bindings.load_model(str(model_path), extra_buffer_types=False)
-    context = _bindings.new_context(model, context_size=256, sequences=2, threads=2)
+    context = _bindings.new_context(
+        model, context_size=256, sequences=2, threads=2, flash_attention=True
+    )
     vocab_size = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model))
     made = Decoder(context, vocab_size)
     yield made

@@ -104,7 +104,14 @@ def test_logprobs_match_llama_cpp_python_with_logits_all(
     # distribution that follows it, one position late; its logits_all scores are read directly.
     from llama_cpp import Llama
 
-    reference = Llama(str(model_path), n_ctx=128, n_threads=2, logits_all=True, verbose=False)
+    reference = Llama(
+        str(model_path),
+        n_ctx=128,
+        n_threads=2,
+        logits_all=True,
+        flash_attn=engine.flash_attention,
+        verbose=False,
+    )
     try:
         reference.eval(prompt)
         expected = Llama.logits_to_logprobs(reference.scores[: len(prompt)])
