@@ -1,7 +1,7 @@
 """What batching several sequences into one ``llama_decode`` per step buys, and whether it is exact.
 
 Run:  python bench/batched_decode.py [--sequences 4] [--tokens 150] [--rounds 3]
-                                     [--unified-kv] [--flash-attention]
+                                     [--unified-kv] [--no-flash-attention]
 
 The groundwork for continuous batching (one decode step over the next token of every running
 sequence, each in its own ``seq_id``). Straight on llama.cpp's C API through llama-cpp-python's
@@ -10,10 +10,13 @@ others (``llama_memory_seq_cp``), then each round decodes ``--tokens`` greedy to
 sequence alone and for ``--sequences`` sequences side by side, one batch per step. Prints the
 aggregate tokens/s of both and their ratio per round (alternating, in one run), whether sequence 0
 batched picked the same tokens as alone, and the largest difference between its logits alone and
-in the batch over the first 30 steps (0.0: batching changes no number). By default the context
-is the engine's (`reference.engine._bindings.new_context`): a KV stream per sequence, flash
-attention off. ``--unified-kv`` shares one cache among the sequences, ``--flash-attention``
-turns it on: the settings the engine measured and did not take.
+in the batch over the first 30 steps (0.0: batching changes no number). Each round also times one
+decode call evaluating prompt tokens, at several lengths: the milliseconds per token tell whether
+evaluating several prompts in one call could save anything (it cannot once the cost per token
+stops falling). By default the context is the engine's (`reference.engine._bindings.new_context`):
+a KV stream per sequence, flash attention on. ``--unified-kv`` shares one cache among the
+sequences (the setting the engine measured and did not take), ``--no-flash-attention`` computes
+attention as two matrix products, as the engine did before.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ PROMPT = (
     "<|im_start|>user\nTell me a long story about a lighthouse keeper.<|im_end|>\n"
     "<|im_start|>assistant\n"
 )
+
+#: Prompt tokens evaluated in one decode call, to time per token.
+PROMPT_LENGTHS = (1, 8, 32, 128, 352)
 
 
 class Decoder:
@@ -108,6 +114,15 @@ class Decoder:
                 picked[sequence].append(int(np.argmax(row)))
         return picked, time.perf_counter() - started, rows
 
+    def prompt_seconds(self, length: int) -> float:
+        """Seconds one decode call takes to evaluate ``length`` tokens after the prompt."""
+        self.start(1)
+        base = len(self.prompt)
+        tokens = [self.prompt[i % base] for i in range(length)]
+        started = time.perf_counter()
+        self.decode([(token, base + i, 0, i == length - 1) for i, token in enumerate(tokens)])
+        return time.perf_counter() - started
+
     def text(self, tokens: list[int]) -> str:
         buffer = ctypes.create_string_buffer(64)
         pieces = []
@@ -124,11 +139,16 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=150)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--unified-kv", action="store_true", help="one KV cache for all sequences")
-    parser.add_argument("--flash-attention", action="store_true", help="flash attention on")
+    parser.add_argument(
+        "--no-flash-attention", action="store_true", help="attention as two matrix products"
+    )
 
     args = parser.parse_args()
     decoder = Decoder(
-        args.model, args.sequences, unified=args.unified_kv, flash_attention=args.flash_attention
+        args.model,
+        args.sequences,
+        unified=args.unified_kv,
+        flash_attention=not args.no_flash_attention,
     )
     steps = args.tokens - 1
     for round_number in range(args.rounds):
@@ -144,6 +164,11 @@ def main() -> None:
             f"{many:.1f} tokens/s in all, ratio {many / one:.2f}; sequence 0 batched picks the "
             f"same tokens: {together[0] == alone[0]}; largest logit difference {drift}"
         )
+        costs = ", ".join(
+            f"{length}: {1000 * decoder.prompt_seconds(length) / length:.2f}"
+            for length in PROMPT_LENGTHS
+        )
+        print(f"  prompt evaluation in one call, ms per token by length: {costs}")
     print("text:", repr(decoder.text(alone[0])[:100]))
 
 

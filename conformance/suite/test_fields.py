@@ -68,6 +68,7 @@ requirement = pytest.mark.requirement
 _TOP = 2  # alternatives asked per token
 _IGNORED_DRAWS = 8  # generated bodies to take the ignored fields' values from
 _FORCE_CANDIDATES = ("1000", "2000", "3000")  # token ids below any modern vocabulary's size
+_REPEAT_PROMPT = "Repeat after me: "  # followed by the piece a ban is judged on, repeated
 _JSON_TOKENS = 16
 _JSON_PROMPT = 'Reply with the JSON object {"ok": true} and nothing else.'
 _JSON_SCHEMA = {
@@ -284,8 +285,11 @@ def test_logit_bias_bans(judgement: Judgement, operation: Operation) -> None:
     """-100 on a token the greedy answer holds keeps it out.
 
     The token's text is learned by forcing it (+100: the answer is that text repeated); the
-    context is that text repeated, which a model tends to continue with the same token. Only
-    when the unbiased answer does hold it is the ban judged, by the tokens that logprobs list.
+    context asks for that text repeated and shows it (`_REPEAT_PROMPT`), which a model tends to
+    continue with the same token: bare repetition alone is too weak a cue for a small model,
+    which SmolLM2 answered with "I'm sorry" or "-100" under one attention kernel and with the
+    token under another. Only when the unbiased answer does hold it is the ban judged, by the
+    tokens that logprobs list.
     """
     run = judgement.run
     logprobs: dict[str, Any] = {"logprobs": True} if _is_chat(run, operation) else {"logprobs": 0}
@@ -301,7 +305,8 @@ def test_logit_bias_bans(judgement: Judgement, operation: Operation) -> None:
         piece = repeated_piece(text, count, exact=True) if count >= 2 else None
         if not piece or not piece.strip():
             continue
-        body = {**_user(plain_body(run, operation), piece * 12), **logprobs, "max_tokens": 4}
+        context = _REPEAT_PROMPT + piece * 12
+        body = {**_user(plain_body(run, operation), context), **logprobs, "max_tokens": 4}
         free = send(run, operation, body)
         answer = field_answer(judgement, free, ("logprobs",))
         tokens = _answer_tokens(answer) if answer is not None else None
