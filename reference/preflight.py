@@ -240,6 +240,11 @@ def _explain(model: ModelConfig, how: str, output: str, errors: str) -> str:
     where = f" running the shape {shapes[-1]!r}" if shapes else " loading the model"
     tail = "\n".join(f"    {line}" for line in errors.strip().splitlines()[-_TAIL_LINES:])
     message = f"model {model.name!r} ({model.model_path()}): the engine's self-test {how}{where}."
+    if model.flash_attention and not shapes:
+        message += (
+            f"\n  [models.{model.name}] runs flash attention (the default): if llama.cpp's log "
+            "says it cannot for this model, set flash_attention = false."
+        )
     if model.extra_buffer_types:
         message += (
             f"\n  [models.{model.name}] sets extra_buffer_types = true: llama.cpp's repacked "

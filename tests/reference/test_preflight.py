@@ -70,6 +70,24 @@ def test_a_child_killed_by_a_signal_names_the_signal_the_shape_and_the_fix(
     assert "-DGGML_NATIVE=OFF" in str(failure.value)
 
 
+def test_a_child_that_cannot_load_the_model_names_flash_attention_where_it_is_on(
+    tmp_path: Path,
+) -> None:
+    fails = [sys.executable, "-c", "raise SystemExit(1)"]
+    model = ModelConfig(name="asha", path=tmp_path / "asha.gguf")  # the child is a stand-in
+    with pytest.raises(preflight.EngineCannotRun) as failure:
+        preflight.prove(model, command=fails)
+    assert "set flash_attention = false" in str(failure.value)
+    off = ModelConfig(name="asha", path=tmp_path / "asha.gguf", flash_attention=False)
+    with pytest.raises(preflight.EngineCannotRun) as failure:
+        preflight.prove(off, command=fails)
+    assert "flash_attention" not in str(failure.value)
+    # Once a shape ran, the model loaded: flash attention is not what failed.
+    with pytest.raises(preflight.EngineCannotRun) as failure:
+        preflight.prove(model, command=_dies_by("SIGSEGV", "grammar (json_schema)"))
+    assert "flash_attention" not in str(failure.value)
+
+
 def test_a_child_that_fails_or_hangs_is_reported(tmp_path: Path) -> None:
     model = ModelConfig(name="asha", path=tmp_path / "asha.gguf")  # the child is a stand-in
     with pytest.raises(preflight.EngineCannotRun, match="exited with status 3 loading the model"):
