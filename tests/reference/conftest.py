@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -60,6 +60,23 @@ def engine(model_path: Path) -> Iterator[LlamaEngine]:
     loaded = load_engine(model_path, context_size=TEST_CONTEXT_SIZE, threads=2)
     yield loaded
     loaded.close()
+
+
+@pytest.fixture
+def llama_logits_all(engine: LlamaEngine, model_path: Path) -> Iterator[Any]:
+    """llama-cpp-python's own ``Llama`` with every position's logits, computing as `engine` does."""
+    from llama_cpp import Llama
+
+    reference = Llama(
+        str(model_path),
+        n_ctx=128,
+        n_threads=2,
+        logits_all=True,
+        flash_attn=engine.flash_attention,
+        verbose=False,
+    )
+    yield reference
+    reference.close()
 
 
 @pytest.fixture(scope="session")

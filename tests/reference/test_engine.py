@@ -464,29 +464,18 @@ def test_logprobs_report_the_sampled_token_and_its_alternatives(
 
 @pytest.mark.model
 def test_logprobs_match_llama_cpp_python_with_logits_all(
-    engine: LlamaEngine, chat_prompt: list[int], model_path: Path
+    engine: LlamaEngine, chat_prompt: list[int], llama_logits_all: Any
 ) -> None:
     # llama-cpp-python only reports logprobs with logits_all=True, which keeps the logits of
     # every position; the engine reads the last position's alone. Both must agree.
-    from llama_cpp import Llama
-
     ours = [
         item.logprobs[0]
         for item in generate(engine, chat_prompt, max_tokens=4, temperature=0, top_logprobs=3)
         if isinstance(item, Piece)
     ]
-    reference = Llama(
-        str(model_path),
-        n_ctx=128,
-        n_threads=2,
-        logits_all=True,
-        flash_attn=engine.flash_attention,
-        verbose=False,
+    theirs = llama_logits_all.create_completion(
+        chat_prompt, max_tokens=4, temperature=0, logprobs=3
     )
-    try:
-        theirs = reference.create_completion(chat_prompt, max_tokens=4, temperature=0, logprobs=3)
-    finally:
-        reference.close()
     expected = theirs["choices"][0]["logprobs"]  # type: ignore[index]
     assert [entry.token for entry in ours] == expected["tokens"]
     for entry, logprob, top in zip(

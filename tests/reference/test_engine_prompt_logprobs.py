@@ -95,7 +95,7 @@ def test_control_tokens_render_as_the_text_that_wrote_them(engine: LlamaEngine) 
 
 
 def test_logprobs_match_llama_cpp_python_with_logits_all(
-    engine: LlamaEngine, model_path: Path
+    engine: LlamaEngine, llama_logits_all: Any
 ) -> None:
     prompt = tokens_of(engine, TEXT)
     ours = engine.prompt_logprobs(prompt, 3, threading.Event())
@@ -104,19 +104,8 @@ def test_logprobs_match_llama_cpp_python_with_logits_all(
     # distribution that follows it, one position late; its logits_all scores are read directly.
     from llama_cpp import Llama
 
-    reference = Llama(
-        str(model_path),
-        n_ctx=128,
-        n_threads=2,
-        logits_all=True,
-        flash_attn=engine.flash_attention,
-        verbose=False,
-    )
-    try:
-        reference.eval(prompt)
-        expected = Llama.logits_to_logprobs(reference.scores[: len(prompt)])
-    finally:
-        reference.close()
+    llama_logits_all.eval(prompt)
+    expected = Llama.logits_to_logprobs(llama_logits_all.scores[: len(prompt)])
     for position, entry in enumerate(ours.logprobs):
         row = expected[position]
         # Batches cut differently round differently: close, not equal.
